@@ -1,0 +1,1 @@
+"""Developer tools behind the Makefile: stub generation and contract gates."""
