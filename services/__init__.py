@@ -1,0 +1,1 @@
+"""The shop's gRPC services and the runtime kit they share."""

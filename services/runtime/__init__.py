@@ -1,0 +1,1 @@
+"""The one shared kit: server bootstrap, interceptors, errors, settings, telemetry."""
