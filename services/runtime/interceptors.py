@@ -1,0 +1,143 @@
+"""Server interceptors: request context, access logs and metrics, and domain-error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+from opentelemetry import trace
+
+from services.runtime import context
+from services.runtime.errors import DomainError
+from services.runtime.status import STATUS_DETAILS_KEY, rich_status
+from services.runtime.telemetry import Metrics
+
+log = logging.getLogger("shop.access")
+
+Behavior = Callable[[Any, aio.ServicerContext[Any, Any]], Any]
+Wrapper = Callable[[Behavior, bool, str], Behavior]
+
+
+def wrap_handler(handler: Any, method: str, wrapper: Wrapper) -> Any:
+    """Return a copy of `handler` whose behavior is wrapped; streaming-response aware."""
+    if handler is None:
+        return None
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            wrapper(handler.unary_unary, False, method),
+            handler.request_deserializer,
+            handler.response_serializer,
+        )
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            wrapper(handler.unary_stream, True, method),
+            handler.request_deserializer,
+            handler.response_serializer,
+        )
+    return handler  # client streaming is not used by the shop's contracts
+
+
+class RequestInterceptor(aio.ServerInterceptor):
+    """Sets the request context, maps domain errors to rich statuses, logs and counts each call."""
+
+    def __init__(self, metrics: Metrics | None) -> None:
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        return wrap_handler(handler, handler_call_details.method, self._wrap)
+
+    def _wrap(self, behavior: Behavior, streaming: bool, method: str) -> Behavior:
+        if streaming:
+
+            async def stream(
+                request: Any, ctx: aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                start = self._begin(ctx)
+                outcome = _Outcome()
+                try:
+                    async for response in behavior(request, ctx):
+                        yield response
+                except BaseException as error:
+                    await outcome.fail(ctx, error, method)
+                finally:
+                    self._finish(method, outcome.code, start)
+
+            return stream
+
+        async def unary(request: Any, ctx: aio.ServicerContext[Any, Any]) -> Any:
+            start = self._begin(ctx)
+            outcome = _Outcome()
+            try:
+                return await behavior(request, ctx)
+            except BaseException as error:
+                await outcome.fail(ctx, error, method)
+            finally:
+                self._finish(method, outcome.code, start)
+
+        return unary
+
+    @staticmethod
+    def _begin(ctx: aio.ServicerContext[Any, Any]) -> float:
+        metadata = dict(ctx.invocation_metadata() or ())
+        context.request_id.set(str(metadata.get(context.REQUEST_ID_HEADER) or uuid.uuid4().hex))
+        caller = metadata.get(context.CALLER_HEADER)
+        context.caller.set(str(caller) if caller else None)
+        remaining = ctx.time_remaining()
+        now = time.monotonic()
+        context.deadline.set(None if remaining is None else now + remaining)
+        return now
+
+    def _finish(self, method: str, code: grpc.StatusCode, start: float) -> None:
+        seconds = time.monotonic() - start
+        if self._metrics is not None:
+            self._metrics.observe(method, code.name, seconds)
+        if log.isEnabledFor(logging.INFO):
+            span = trace.get_current_span().get_span_context()
+            log.info(
+                "rpc",
+                extra={
+                    "rpc_method": method,
+                    "grpc_code": code.name,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "request_id": context.request_id.get(),
+                    "trace_id": format(span.trace_id, "032x") if span.is_valid else "",
+                },
+            )
+
+
+class _Outcome:
+    """The status a call ended with; `fail` turns an exception into the right abort."""
+
+    def __init__(self) -> None:
+        self.code = grpc.StatusCode.OK
+
+    async def fail(
+        self, ctx: aio.ServicerContext[Any, Any], error: BaseException, method: str
+    ) -> None:
+        if isinstance(error, DomainError):
+            self.code, status = rich_status(error)
+            metadata = ((STATUS_DETAILS_KEY, status.SerializeToString()),)
+            await ctx.abort(self.code, status.message, metadata)
+        if isinstance(error, aio.AbortError):
+            # The servicer (or a nested interceptor) aborted with its own status.
+            self.code = ctx.code() or grpc.StatusCode.UNKNOWN
+            raise error
+        if isinstance(error, asyncio.CancelledError):
+            self.code = grpc.StatusCode.CANCELLED
+            raise error
+        if isinstance(error, Exception):
+            log.exception("unhandled error in %s", method)
+            self.code = grpc.StatusCode.INTERNAL
+            await ctx.abort(self.code, "internal error")
+        raise error

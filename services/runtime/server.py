@@ -1,0 +1,105 @@
+"""Server bootstrap, written once: health, reflection, interceptors, metrics, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+from services.runtime.interceptors import RequestInterceptor
+from services.runtime.settings import ServerSettings
+from services.runtime.telemetry import Metrics, configure_logging, configure_tracing
+
+log = logging.getLogger("shop.server")
+
+
+@dataclass(frozen=True)
+class Service:
+    """A servicer to mount: its full proto name and the generated `add_*_to_server` function."""
+
+    name: str
+    add_to_server: Callable[[Any, aio.Server], None]
+    servicer: object
+
+
+@dataclass
+class RunningServer:
+    """A started server and what it serves; `stop` flips health first, then drains."""
+
+    server: aio.Server
+    health: HealthServicer
+    port: int
+    metrics_port: int | None
+    service_names: tuple[str, ...]
+
+    async def stop(self, grace: float) -> None:
+        for name in ("", *self.service_names):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace)
+
+
+async def build_server(settings: ServerSettings, services: Sequence[Service]) -> RunningServer:
+    """Create, bind and start a grpc.aio server for `services` with the standard extras."""
+    metrics = Metrics() if settings.telemetry else None
+    interceptors: list[aio.ServerInterceptor] = [RequestInterceptor(metrics)]
+    if settings.telemetry:
+        configure_tracing(settings.name, settings.version, settings.otlp_endpoint)
+        interceptors.insert(0, aio_server_interceptor())
+    server = aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    names = tuple(service.name for service in services)
+    for service in services:
+        service.add_to_server(service.servicer, server)
+    reflection.enable_server_reflection(
+        (
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    port = server.add_insecure_port(settings.address)
+    await server.start()
+    for name in ("", *names):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    metrics_port = None
+    if metrics is not None and settings.metrics_port:
+        metrics_port = metrics.serve(settings.host, settings.metrics_port)
+    return RunningServer(server, health, port, metrics_port, names)
+
+
+async def serve(
+    settings: ServerSettings,
+    services: Sequence[Service],
+    *,
+    on_started: Callable[[], Awaitable[None]] | None = None,
+    on_stopped: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully: the entry point of every service."""
+    configure_logging(settings.name, settings.log_level)
+    running = await build_server(settings, services)
+    log.info(
+        "serving",
+        extra={"address": f"{settings.host}:{running.port}", "metrics_port": running.metrics_port},
+    )
+    if on_started is not None:
+        await on_started()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("stopping", extra={"grace_seconds": settings.grace_seconds})
+    await running.stop(settings.grace_seconds)
+    if on_stopped is not None:
+        await on_stopped()
