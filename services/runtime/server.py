@@ -21,6 +21,9 @@ from services.runtime.telemetry import Metrics, configure_logging, configure_tra
 
 log = logging.getLogger("shop.server")
 
+# The context type servicers accept.
+Context = aio.ServicerContext[Any, Any]
+
 
 @dataclass(frozen=True)
 class Service:

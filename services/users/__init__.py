@@ -1,0 +1,1 @@
+"""The users service: registers customers and looks them up."""

@@ -1,0 +1,83 @@
+"""Users domain rules, against the real SQLite store in memory."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.runtime.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from services.users.domain import Users
+from services.users.store import SqliteUserStore
+
+
+@pytest.fixture
+def users() -> Users:
+    return Users(SqliteUserStore(":memory:"))
+
+
+def fields(error: InvalidArgument) -> set[str]:
+    return {v.field for v in error.violations}
+
+
+def test_create_normalises_and_reads_back(users: Users) -> None:
+    created = users.create("  Ann@Example.COM ", " Ann ")
+    assert (created.email, created.display_name) == ("ann@example.com", "Ann")
+    assert users.get(created.user_id) == created
+
+
+@pytest.mark.parametrize(
+    ("email", "name", "bad"),
+    [
+        ("", "Ann", {"email"}),
+        ("not-an-email", "Ann", {"email"}),
+        ("ann@example.com", "   ", {"display_name"}),
+        ("ann@example.com", "x" * 101, {"display_name"}),
+        ("nope", "", {"email", "display_name"}),
+    ],
+)
+def test_create_names_every_bad_field(users: Users, email: str, name: str, bad: set[str]) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        users.create(email, name)
+    assert fields(error.value) == bad
+
+
+def test_emails_are_unique_ignoring_case(users: Users) -> None:
+    users.create("ann@example.com", "Ann")
+    with pytest.raises(AlreadyExists):
+        users.create("ANN@example.com", "Another Ann")
+
+
+def test_get_unknown_and_foreign_users(users: Users) -> None:
+    ann = users.create("ann@example.com", "Ann")
+    with pytest.raises(NotFound):
+        users.get("usr_missing")
+    with pytest.raises(PermissionDenied):
+        users.get(ann.user_id, caller="usr_someone_else")
+    assert users.get(ann.user_id, caller=ann.user_id) == ann
+
+
+def test_list_pages_through_everyone_once(users: Users) -> None:
+    created = [users.create(f"u{i}@example.com", f"U{i}").user_id for i in range(5)]
+    seen, token = [], ""
+    while True:
+        page = users.list(2, token)
+        seen += [u.user_id for u in page.users]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == created
+
+
+@pytest.mark.parametrize(
+    ("size", "token", "bad"),
+    [(101, "", "page_size"), (-1, "", "page_size"), (10, "garbage!", "page_token")],
+)
+def test_list_rejects_bad_paging(users: Users, size: int, token: str, bad: str) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        users.list(size, token)
+    assert fields(error.value) == {bad}
+
+
+def test_data_survives_reopening(tmp_path: object) -> None:
+    path = f"{tmp_path}/users.db"
+    ann = Users(SqliteUserStore(path)).create("ann@example.com", "Ann")
+    assert Users(SqliteUserStore(path)).get(ann.user_id) == ann
