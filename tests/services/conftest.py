@@ -60,7 +60,7 @@ def _details(error: aio.AioRpcError, kind: type[T]) -> list[T]:
     found: list[T] = []
     for any_detail in status.details:
         detail = kind()
-        if any_detail.Unpack(detail):  # type: ignore[arg-type]
+        if any_detail.Unpack(detail):
             found.append(detail)
     assert found, f"no {kind.__name__} in {status}"
     return found
