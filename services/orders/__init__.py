@@ -1,0 +1,1 @@
+"""The orders service: places orders through a persisted, recoverable saga."""

@@ -1,0 +1,39 @@
+"""Settings of the orders service, read once from the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.orders.domain import SagaOptions, Step
+from services.runtime.settings import Env, ServerSettings, SettingsError
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings
+    database_path: str
+    users_addr: str
+    catalog_addr: str
+    payments_addr: str
+    saga: SagaOptions
+    recovery_interval_seconds: float
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        env = Env(environ)
+        hold = env.string("SAGA_HOLD_AFTER", "-")
+        if hold != "-" and hold not in Step.__members__:
+            raise SettingsError(f"SAGA_HOLD_AFTER must be RESERVING or CHARGING, got {hold!r}")
+        return cls(
+            server=ServerSettings.from_env("orders", environ, default_port=50054),
+            database_path=env.string("DATABASE_PATH", "var/orders.db"),
+            users_addr=env.string("USERS_ADDR"),
+            catalog_addr=env.string("CATALOG_ADDR"),
+            payments_addr=env.string("PAYMENTS_ADDR"),
+            saga=SagaOptions(
+                lease_seconds=env.number("SAGA_LEASE_SECONDS", 30.0),
+                hold_after=None if hold == "-" else Step[hold],
+            ),
+            recovery_interval_seconds=env.number("SAGA_RECOVERY_SECONDS", 5.0),
+        )

@@ -1,0 +1,163 @@
+"""SQLite storage for orders and their saga state, with leases so one process runs each saga."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from datetime import datetime
+
+from services.orders.domain import Address, Item, Order, OrderStore, Status, Step
+from services.runtime.sqlite import connect
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    order_id TEXT NOT NULL UNIQUE,
+    request_id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    items TEXT NOT NULL,
+    payment_token TEXT NOT NULL,
+    shipping_address TEXT,
+    status TEXT NOT NULL,
+    step TEXT NOT NULL,
+    total_cents INTEGER NOT NULL,
+    status_reason TEXT NOT NULL,
+    payment_id TEXT NOT NULL,
+    create_time TEXT NOT NULL,
+    update_time TEXT NOT NULL,
+    lease_owner TEXT,
+    lease_until REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, seq);
+CREATE INDEX IF NOT EXISTS orders_unfinished ON orders (status) WHERE status = 'PENDING';
+"""
+
+_COLUMNS = (
+    "order_id, request_id, user_id, items, payment_token, shipping_address, status, step, "
+    "total_cents, status_reason, payment_id, create_time, update_time"
+)
+
+
+def _row(order: Order) -> tuple[object, ...]:
+    return (
+        order.order_id,
+        order.request_id,
+        order.user_id,
+        json.dumps([[i.product_id, i.quantity, i.unit_price_cents] for i in order.items]),
+        order.payment_token,
+        json.dumps(vars(order.shipping_address)) if order.shipping_address else None,
+        order.status.value,
+        order.step.value,
+        order.total_cents,
+        order.status_reason,
+        order.payment_id,
+        order.create_time.isoformat(),
+        order.update_time.isoformat(),
+    )
+
+
+def _order(row: sqlite3.Row) -> Order:
+    address = row["shipping_address"]
+    return Order(
+        order_id=row["order_id"],
+        request_id=row["request_id"],
+        user_id=row["user_id"],
+        items=tuple(Item(p, q, c) for p, q, c in json.loads(row["items"])),
+        payment_token=row["payment_token"],
+        shipping_address=Address(**json.loads(address)) if address else None,
+        status=Status(row["status"]),
+        step=Step(row["step"]),
+        total_cents=row["total_cents"],
+        status_reason=row["status_reason"],
+        payment_id=row["payment_id"],
+        create_time=datetime.fromisoformat(row["create_time"]),
+        update_time=datetime.fromisoformat(row["update_time"]),
+    )
+
+
+class SqliteOrderStore(OrderStore):
+    def __init__(self, path: str) -> None:
+        self._db = connect(path, SCHEMA)
+        self._db.execute("PRAGMA busy_timeout=5000")
+
+    def create(self, order: Order, owner: str, lease_seconds: float) -> Order | None:
+        try:
+            self._db.execute(
+                f"INSERT INTO orders ({_COLUMNS}, lease_owner, lease_until) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*_row(order), owner, time.time() + lease_seconds),
+            )
+        except sqlite3.IntegrityError:
+            return None
+        return order
+
+    def get(self, order_id: str) -> Order | None:
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM orders WHERE order_id = ?", (order_id,)
+        ).fetchone()
+        return None if row is None else _order(row)
+
+    def by_request_id(self, request_id: str) -> Order | None:
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM orders WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        return None if row is None else _order(row)
+
+    def list_for_user(self, user_id: str, offset: int, limit: int) -> list[Order]:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM orders WHERE user_id = ? ORDER BY seq DESC LIMIT ? OFFSET ?",
+            (user_id, limit, offset),
+        ).fetchall()
+        return [_order(row) for row in rows]
+
+    def save(self, order: Order, owner: str, lease_seconds: float) -> None:
+        self._db.execute(
+            "UPDATE orders SET items = ?, status = ?, step = ?, total_cents = ?, "
+            "status_reason = ?, payment_id = ?, update_time = ?, lease_owner = ?, lease_until = ? "
+            "WHERE order_id = ?",
+            (
+                json.dumps([[i.product_id, i.quantity, i.unit_price_cents] for i in order.items]),
+                order.status.value,
+                order.step.value,
+                order.total_cents,
+                order.status_reason,
+                order.payment_id,
+                order.update_time.isoformat(),
+                owner,
+                time.time() + lease_seconds,
+                order.order_id,
+            ),
+        )
+
+    def claim(self, order_id: str, owner: str, lease_seconds: float) -> bool:
+        now = time.time()
+        cursor = self._db.execute(
+            "UPDATE orders SET lease_owner = ?, lease_until = ? "
+            "WHERE order_id = ? AND (lease_until < ? OR lease_owner IS NULL)",
+            (owner, now + lease_seconds, order_id, now),
+        )
+        return cursor.rowcount == 1
+
+    def release_lease(self, order_id: str, owner: str) -> None:
+        self._db.execute(
+            "UPDATE orders SET lease_owner = NULL, lease_until = 0 "
+            "WHERE order_id = ? AND lease_owner = ?",
+            (order_id, owner),
+        )
+
+    def leased(self, order_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT lease_until FROM orders WHERE order_id = ? AND lease_owner IS NOT NULL",
+            (order_id,),
+        ).fetchone()
+        return row is not None and row["lease_until"] > time.time()
+
+    def unfinished(self) -> list[str]:
+        rows = self._db.execute(
+            "SELECT order_id FROM orders WHERE status = 'PENDING' ORDER BY seq"
+        ).fetchall()
+        return [row["order_id"] for row in rows]
+
+    def close(self) -> None:
+        self._db.close()
