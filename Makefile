@@ -46,9 +46,21 @@ fmt: setup ## Format and autofix Python
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+.PHONY: proto-polyglot
+proto-polyglot: setup ## Generate Go and TypeScript stubs into gen/go and gen/ts (ignored) and compile them
+	$(PY) -m tools.polyglot
+
 .PHONY: breaking
 breaking: descriptors ## Breaking-change gate (buf + REST bindings) against AGAINST (default: main)
 	$(PY) -m tools.breaking --against $(AGAINST)
+
+.PHONY: up
+up: setup ## Run the whole shop locally with demo data (Ctrl-C stops it)
+	$(PY) -m mesh.local up
+
+.PHONY: down
+down: setup ## Stop what `make up` started
+	$(PY) -m mesh.local down
 
 .PHONY: test
 test: descriptors ## Run every test
