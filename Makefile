@@ -66,6 +66,10 @@ down: setup ## Stop what `make up` started
 test: descriptors ## Run every test
 	$(BIN)/pytest
 
+.PHONY: mesh-check
+mesh-check: descriptors ## Validate mesh/ offline (kustomize render, k8s + Istio schemas, semantics) with each scenario
+	$(PY) -m mesh.check
+
 .PHONY: ci
 ci: setup check-generated lint test ## What CI runs
 	$(MAKE) breaking AGAINST=HEAD~1

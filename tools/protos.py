@@ -39,7 +39,10 @@ def stage_third_party(third_party: Path = THIRD_PARTY) -> None:
     target = third_party / "google" / "api"
     target.mkdir(parents=True, exist_ok=True)
     for name in GOOGLEAPIS_IMPORTS:
-        shutil.copyfile(source / name, target / name)
+        data = (source / name).read_bytes()
+        # Rewrite only on change: concurrent builds may be reading the staged copy.
+        if not (target / name).exists() or (target / name).read_bytes() != data:
+            (target / name).write_bytes(data)
 
 
 def build_descriptor_set(
@@ -80,10 +83,16 @@ def generate_python(descriptor_set: Path = DESCRIPTOR_SET, output: Path = GEN_PY
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("command", choices=["generate", "descriptors"])
+    parser.add_argument(
+        "--out", type=Path, default=GEN_PYTHON, help="Python output root (wiped first)"
+    )
+    parser.add_argument(
+        "--descriptor-out", type=Path, default=DESCRIPTOR_SET, help="descriptor set path"
+    )
     args = parser.parse_args(argv)
-    build_descriptor_set()
+    descriptor_set = build_descriptor_set(args.descriptor_out.resolve())
     if args.command == "generate":
-        generate_python()
+        generate_python(descriptor_set, args.out.resolve())
     return 0
 
 

@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import cast
 
 import pytest
 from google.protobuf import json_format
@@ -57,7 +58,8 @@ def scalar(field: FieldDescriptor) -> object:
 
 def fill(message: Message, depth: int = 0) -> Message:
     """Set every field of `message` (one per oneof, nested messages to a bounded depth)."""
-    descriptor = message.DESCRIPTOR
+    # The stubs type DESCRIPTOR as a union with the C implementation's class.
+    descriptor = cast(Descriptor, message.DESCRIPTOR)
     if descriptor.full_name in WELL_KNOWN:
         WELL_KNOWN[descriptor.full_name](message)
         return message
