@@ -78,6 +78,7 @@ class CatalogServiceServicer:
     def ReserveStock(self, request, context):
         """ReserveStock takes stock for every line of a reservation, all or nothing.
         Reserving the same reservation id again returns the existing reservation.
+        Internal: called by orders over gRPC only, so it has no REST binding.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -85,6 +86,7 @@ class CatalogServiceServicer:
 
     def ReleaseStock(self, request, context):
         """ReleaseStock returns a reservation's stock. Releasing twice is harmless.
+        Internal: called by orders over gRPC only, so it has no REST binding.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -40,9 +40,12 @@ class CatalogServiceStub:
     ReserveStock: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ReserveStockRequest, _catalog_pb2.ReserveStockResponse]
     """ReserveStock takes stock for every line of a reservation, all or nothing.
     Reserving the same reservation id again returns the existing reservation.
+    Internal: called by orders over gRPC only, so it has no REST binding.
     """
     ReleaseStock: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ReleaseStockRequest, _catalog_pb2.ReleaseStockResponse]
-    """ReleaseStock returns a reservation's stock. Releasing twice is harmless."""
+    """ReleaseStock returns a reservation's stock. Releasing twice is harmless.
+    Internal: called by orders over gRPC only, so it has no REST binding.
+    """
 
 @_typing.type_check_only
 class CatalogServiceAsyncStub(CatalogServiceStub):
@@ -56,9 +59,12 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     ReserveStock: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ReserveStockRequest, _catalog_pb2.ReserveStockResponse]  # type: ignore[assignment]
     """ReserveStock takes stock for every line of a reservation, all or nothing.
     Reserving the same reservation id again returns the existing reservation.
+    Internal: called by orders over gRPC only, so it has no REST binding.
     """
     ReleaseStock: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ReleaseStockRequest, _catalog_pb2.ReleaseStockResponse]  # type: ignore[assignment]
-    """ReleaseStock returns a reservation's stock. Releasing twice is harmless."""
+    """ReleaseStock returns a reservation's stock. Releasing twice is harmless.
+    Internal: called by orders over gRPC only, so it has no REST binding.
+    """
 
 class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
     """CatalogService lists the products for sale and holds their stock."""
@@ -87,6 +93,7 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_catalog_pb2.ReserveStockResponse, _abc.Awaitable[_catalog_pb2.ReserveStockResponse]]:
         """ReserveStock takes stock for every line of a reservation, all or nothing.
         Reserving the same reservation id again returns the existing reservation.
+        Internal: called by orders over gRPC only, so it has no REST binding.
         """
 
     @_abc_1.abstractmethod
@@ -95,6 +102,8 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _catalog_pb2.ReleaseStockRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_pb2.ReleaseStockResponse, _abc.Awaitable[_catalog_pb2.ReleaseStockResponse]]:
-        """ReleaseStock returns a reservation's stock. Releasing twice is harmless."""
+        """ReleaseStock returns a reservation's stock. Releasing twice is harmless.
+        Internal: called by orders over gRPC only, so it has no REST binding.
+        """
 
 def add_CatalogServiceServicer_to_server(servicer: CatalogServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

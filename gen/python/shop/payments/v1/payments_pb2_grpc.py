@@ -60,6 +60,7 @@ class PaymentServiceServicer:
         """ChargePayment captures an amount. The idempotency key makes retries safe:
         the same key returns the first result and never charges twice.
         The payment token "tok_decline" is always declined, for demos and tests.
+        Internal: called by orders over gRPC only, so it has no REST binding.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -67,6 +68,7 @@ class PaymentServiceServicer:
 
     def RefundPayment(self, request, context):
         """RefundPayment returns a captured payment in full. Refunding twice is harmless.
+        Internal: called by orders over gRPC only, so it has no REST binding.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -37,9 +37,12 @@ class PaymentServiceStub:
     """ChargePayment captures an amount. The idempotency key makes retries safe:
     the same key returns the first result and never charges twice.
     The payment token "tok_decline" is always declined, for demos and tests.
+    Internal: called by orders over gRPC only, so it has no REST binding.
     """
     RefundPayment: _grpc.UnaryUnaryMultiCallable[_payments_pb2.RefundPaymentRequest, _payments_pb2.RefundPaymentResponse]
-    """RefundPayment returns a captured payment in full. Refunding twice is harmless."""
+    """RefundPayment returns a captured payment in full. Refunding twice is harmless.
+    Internal: called by orders over gRPC only, so it has no REST binding.
+    """
     GetPayment: _grpc.UnaryUnaryMultiCallable[_payments_pb2.GetPaymentRequest, _payments_pb2.GetPaymentResponse]
     """GetPayment returns one payment by id."""
 
@@ -52,9 +55,12 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     """ChargePayment captures an amount. The idempotency key makes retries safe:
     the same key returns the first result and never charges twice.
     The payment token "tok_decline" is always declined, for demos and tests.
+    Internal: called by orders over gRPC only, so it has no REST binding.
     """
     RefundPayment: _aio.UnaryUnaryMultiCallable[_payments_pb2.RefundPaymentRequest, _payments_pb2.RefundPaymentResponse]  # type: ignore[assignment]
-    """RefundPayment returns a captured payment in full. Refunding twice is harmless."""
+    """RefundPayment returns a captured payment in full. Refunding twice is harmless.
+    Internal: called by orders over gRPC only, so it has no REST binding.
+    """
     GetPayment: _aio.UnaryUnaryMultiCallable[_payments_pb2.GetPaymentRequest, _payments_pb2.GetPaymentResponse]  # type: ignore[assignment]
     """GetPayment returns one payment by id."""
 
@@ -70,6 +76,7 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         """ChargePayment captures an amount. The idempotency key makes retries safe:
         the same key returns the first result and never charges twice.
         The payment token "tok_decline" is always declined, for demos and tests.
+        Internal: called by orders over gRPC only, so it has no REST binding.
         """
 
     @_abc_1.abstractmethod
@@ -78,7 +85,9 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _payments_pb2.RefundPaymentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payments_pb2.RefundPaymentResponse, _abc.Awaitable[_payments_pb2.RefundPaymentResponse]]:
-        """RefundPayment returns a captured payment in full. Refunding twice is harmless."""
+        """RefundPayment returns a captured payment in full. Refunding twice is harmless.
+        Internal: called by orders over gRPC only, so it has no REST binding.
+        """
 
     @_abc_1.abstractmethod
     def GetPayment(
