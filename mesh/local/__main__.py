@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import grpc
-from shop.users.v1 import users_pb2, users_pb2_grpc
 
 from mesh.local.stack import DEFAULT_PORTS, HOST, LocalStack
+from shop.users.v1 import users_pb2, users_pb2_grpc
 
 DEMO_EMAIL = "demo@shop.example"
 METRICS_PORTS = {name: 9100 + index for index, name in enumerate(DEFAULT_PORTS, start=1)}
