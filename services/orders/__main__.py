@@ -5,11 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 
-from shop.orders.v1 import orders_pb2 as v1
-from shop.orders.v1 import orders_pb2_grpc as v1_grpc
-from shop.orders.v2 import orders_pb2 as v2
-from shop.orders.v2 import orders_pb2_grpc as v2_grpc
-
 from services.orders.clients import READ_METHODS, CatalogClient, PaymentsClient, UsersClient
 from services.orders.domain import Orders
 from services.orders.servicer import OrderServicerV1, OrderServicerV2
@@ -17,6 +12,10 @@ from services.orders.settings import Settings
 from services.orders.store import SqliteOrderStore
 from services.runtime.channels import open_channel
 from services.runtime.server import Service, serve
+from shop.orders.v1 import orders_pb2 as v1
+from shop.orders.v1 import orders_pb2_grpc as v1_grpc
+from shop.orders.v2 import orders_pb2 as v2
+from shop.orders.v2 import orders_pb2_grpc as v2_grpc
 
 
 async def main() -> None:

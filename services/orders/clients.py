@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import grpc
 from grpc import aio
-from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from shop.payments.v1 import payments_pb2, payments_pb2_grpc
-from shop.users.v1 import users_pb2, users_pb2_grpc
 
 from services.orders.domain import Item, StepFailed, StepInterrupted
 from services.runtime.errors import Unavailable
+from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from shop.payments.v1 import payments_pb2, payments_pb2_grpc
+from shop.users.v1 import users_pb2, users_pb2_grpc
 
 # A peer that answered with one of these refused the step for good; any other status (UNAVAILABLE,
 # DEADLINE_EXCEEDED, INTERNAL, ...) leaves the outcome unknown, so the step is retried later.

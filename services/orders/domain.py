@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Protocol
 
 from services.runtime.convert import utc_now
-from services.runtime.errors import FailedPrecondition, NotFound, Violations
+from services.runtime.errors import FailedPrecondition, NotFound, Unavailable, Violations
 from services.runtime.identity import ensure_owner
 from services.runtime.paging import page_request
 
@@ -82,6 +82,11 @@ class Order:
     @property
     def final(self) -> bool:
         return self.status is not Status.PENDING
+
+    @property
+    def settled(self) -> bool:
+        """The saga has nothing left to do (a confirmed order may still be cancelled later)."""
+        return self.step in (Step.CONFIRMED, Step.CANCELLED)
 
     def fingerprint(self) -> str:
         """Identifies what was asked for, to tell a retry from a reused request id."""
@@ -161,8 +166,8 @@ class OrderStore(Protocol):
         """Whether some process holds a live lease on the order (its saga is running)."""
         ...
 
-    def unfinished(self) -> list[str]:
-        """Ids of orders whose saga has not reached a final state."""
+    def unsettled(self) -> list[str]:
+        """Ids of orders whose saga still has steps to run."""
         ...
 
 
@@ -270,15 +275,22 @@ class Orders:
         order = await self.get(order_id, caller)
         if order.status is Status.CANCELLED:
             return order
-        if order.status is Status.PENDING or not self._store.claim(
+        if order.step not in (Step.CONFIRMED, Step.COMPENSATING) or not self._store.claim(
             order_id, self._owner, self._options.lease_seconds
         ):
             raise FailedPrecondition(
                 "the order is still being placed; try again shortly", reason="ORDER_IN_PROGRESS"
             )
-        why = f"cancelled by customer: {reason}" if reason else "cancelled by customer"
-        compensating = self._save(replace(order, step=Step.COMPENSATING, status_reason=why))
-        return await self._run(compensating)
+        if order.step is Step.CONFIRMED:
+            why = f"cancelled by customer: {reason}" if reason else "cancelled by customer"
+            order = self._save(replace(order, step=Step.COMPENSATING, status_reason=why))
+        order = await self._run(order)
+        if order.status is not Status.CANCELLED:
+            raise Unavailable(
+                "the cancellation is recorded and will finish once every service is reachable",
+                reason="CANCELLATION_PENDING",
+            )
+        return order
 
     async def watch(self, order_id: str, caller: str | None = None) -> AsyncIterator[Order]:
         """Yield the order now and after each change, until it is final."""
@@ -295,12 +307,12 @@ class Orders:
     async def recover(self) -> int:
         """Resume every unfinished saga this process can lease; returns how many it finished."""
         finished = 0
-        for order_id in self._store.unfinished():
+        for order_id in self._store.unsettled():
             if self._store.claim(order_id, self._owner, self._options.lease_seconds):
                 order = self._store.get(order_id)
                 assert order is not None
                 log.info("resuming saga", extra={"order_id": order_id, "step": order.step.value})
-                finished += (await self._run(order)).final
+                finished += (await self._run(order)).settled
         return finished
 
     async def recover_forever(self, interval: float) -> None:
@@ -316,7 +328,7 @@ class Orders:
     async def _run(self, order: Order) -> Order:
         """Drive a leased order forward until it is final or a peer is unreachable."""
         try:
-            while not order.final:
+            while not order.settled:
                 order = await self._advance(order)
         except StepInterrupted as error:
             log.warning(

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from shop.orders.v1 import orders_pb2 as v1
-from shop.orders.v1 import orders_pb2_grpc as v1_grpc
-from shop.orders.v2 import orders_pb2 as v2
-from shop.orders.v2 import orders_pb2_grpc as v2_grpc
-
 from services.orders.domain import Address, Item, Order, Orders
 from services.runtime import context
 from services.runtime.convert import timestamp
 from services.runtime.server import Context
+from shop.orders.v1 import orders_pb2 as v1
+from shop.orders.v1 import orders_pb2_grpc as v1_grpc
+from shop.orders.v2 import orders_pb2 as v2
+from shop.orders.v2 import orders_pb2_grpc as v2_grpc
 
 CURRENCY = "USD"
 

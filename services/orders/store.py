@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS orders (
     lease_until REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, seq);
-CREATE INDEX IF NOT EXISTS orders_unfinished ON orders (status) WHERE status = 'PENDING';
+CREATE INDEX IF NOT EXISTS orders_unsettled ON orders (step)
+    WHERE step NOT IN ('CONFIRMED', 'CANCELLED');
 """
 
 _COLUMNS = (
@@ -153,9 +154,9 @@ class SqliteOrderStore(OrderStore):
         ).fetchone()
         return row is not None and row["lease_until"] > time.time()
 
-    def unfinished(self) -> list[str]:
+    def unsettled(self) -> list[str]:
         rows = self._db.execute(
-            "SELECT order_id FROM orders WHERE status = 'PENDING' ORDER BY seq"
+            "SELECT order_id FROM orders WHERE step NOT IN ('CONFIRMED', 'CANCELLED') ORDER BY seq"
         ).fetchall()
         return [row["order_id"] for row in rows]
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 
-from shop.users.v1 import users_pb2, users_pb2_grpc
-
 from services.runtime.server import Service, serve
 from services.users.domain import Users
 from services.users.servicer import UserServicer
 from services.users.settings import Settings
 from services.users.store import SqliteUserStore
+from shop.users.v1 import users_pb2, users_pb2_grpc
 
 
 async def main() -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from shop.users.v1 import users_pb2, users_pb2_grpc
-
 from services.runtime import context
 from services.runtime.convert import timestamp
 from services.runtime.server import Context
 from services.users.domain import User, Users
+from shop.users.v1 import users_pb2, users_pb2_grpc
 
 
 def encode(user: User) -> users_pb2.User:

@@ -19,14 +19,14 @@ T = TypeVar("T", error_details_pb2.BadRequest, error_details_pb2.ErrorInfo)
 Serve = Callable[[Sequence[Service]], AbstractAsyncContextManager[aio.Channel]]
 
 
-def test_settings(name: str = "test") -> ServerSettings:
+def server_settings(name: str = "test") -> ServerSettings:
     return ServerSettings.from_env(name, {"PORT": "0", "LOG_LEVEL": "WARNING"}, default_port=0)
 
 
 @asynccontextmanager
 async def serving(services: Sequence[Service]) -> AsyncIterator[aio.Channel]:
     """Start a server for `services` on a free port and yield a channel to it."""
-    running = await build_server(test_settings(), services)
+    running = await build_server(server_settings(), services)
     try:
         async with aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             yield channel

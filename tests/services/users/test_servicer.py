@@ -5,12 +5,12 @@ from __future__ import annotations
 import grpc
 import pytest
 from grpc import aio
-from shop.users.v1 import users_pb2, users_pb2_grpc
 
 from services.runtime.server import Service
 from services.users.domain import Users
 from services.users.servicer import UserServicer
 from services.users.store import SqliteUserStore
+from shop.users.v1 import users_pb2, users_pb2_grpc
 from tests.services.conftest import Serve, error_reason, field_violations
 
 
