@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
-from services.runtime.convert import utc_now
+from services.runtime.clock import utc_now
 from services.runtime.errors import FailedPrecondition, NotFound, Unavailable, Violations
 from services.runtime.identity import ensure_owner
 from services.runtime.paging import page_request

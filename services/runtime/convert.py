@@ -11,7 +11,3 @@ def timestamp(moment: datetime) -> Timestamp:
     value = Timestamp()
     value.FromDatetime(moment.astimezone(UTC))
     return value
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

@@ -1,0 +1,1 @@
+"""The catalog service: lists products and holds their stock for orders."""

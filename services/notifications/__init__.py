@@ -1,0 +1,1 @@
+"""The notifications service: shows users the messages the shop sent them (read side)."""

@@ -1,0 +1,1 @@
+"""The payments service: charges and refunds customers, safely under retries."""

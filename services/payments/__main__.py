@@ -1,0 +1,28 @@
+"""Run the payments service: `python -m services.payments`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from services.payments.domain import Payments
+from services.payments.servicer import PaymentServicer
+from services.payments.settings import Settings
+from services.payments.store import SqlitePaymentStore
+from services.runtime.server import Service, serve
+from shop.payments.v1 import payments_pb2, payments_pb2_grpc
+
+
+async def main() -> None:
+    settings = Settings.from_env(os.environ)
+    payments = Payments(SqlitePaymentStore(settings.database_path))
+    service = Service(
+        payments_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name,
+        payments_pb2_grpc.add_PaymentServiceServicer_to_server,
+        PaymentServicer(payments),
+    )
+    await serve(settings.server, [service])
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,200 @@
+"""Catalog rules against the real SQLite store in memory: reserve all or nothing, release once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.catalog.demo import DEMO_PRODUCTS
+from services.catalog.domain import (
+    Catalog,
+    Product,
+    RequestedLine,
+    ReservationLine,
+    ReservationState,
+)
+from services.catalog.store import SqliteCatalogStore
+from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+
+BEANS = Product("sku-beans", "Beans", "Roasted beans.", 2400, 10)
+MUG = Product("sku-mug", "Mug", "A mug.", 1200, 3)
+RARE = Product("sku-rare", "Rare", "Only one.", 9900, 1)
+
+
+@pytest.fixture
+def catalog() -> Catalog:
+    catalog = Catalog(SqliteCatalogStore(":memory:"))
+    catalog.seed([BEANS, MUG, RARE])
+    return catalog
+
+
+def stock(catalog: Catalog) -> dict[str, int]:
+    return {p.product_id: p.stock for p in catalog.list(100, "").products}
+
+
+def fields(error: InvalidArgument) -> set[str]:
+    return {v.field for v in error.violations}
+
+
+def test_seed_only_fills_an_empty_catalog() -> None:
+    catalog = Catalog(SqliteCatalogStore(":memory:"))
+    assert catalog.seed([BEANS])
+    assert not catalog.seed([MUG])
+    assert [p.product_id for p in catalog.list(0, "").products] == ["sku-beans"]
+
+
+def test_demo_catalog_has_an_item_that_runs_out() -> None:
+    catalog = Catalog(SqliteCatalogStore(":memory:"))
+    catalog.seed(DEMO_PRODUCTS)
+    assert catalog.get("sku-limited-edition").stock == 1
+    catalog.reserve("first", [RequestedLine("sku-limited-edition", 1)])
+    with pytest.raises(FailedPrecondition) as error:
+        catalog.reserve("second", [RequestedLine("sku-limited-edition", 1)])
+    assert error.value.reason == "OUT_OF_STOCK"
+
+
+def test_list_pages_in_product_id_order(catalog: Catalog) -> None:
+    first = catalog.list(2, "")
+    assert [p.product_id for p in first.products] == ["sku-beans", "sku-mug"]
+    second = catalog.list(2, first.next_page_token)
+    assert [p.product_id for p in second.products] == ["sku-rare"]
+    assert second.next_page_token == ""
+
+
+@pytest.mark.parametrize(
+    ("size", "token", "bad"),
+    [(101, "", "page_size"), (-1, "", "page_size"), (10, "garbage!", "page_token")],
+)
+def test_list_rejects_bad_paging(catalog: Catalog, size: int, token: str, bad: str) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        catalog.list(size, token)
+    assert fields(error.value) == {bad}
+
+
+def test_get(catalog: Catalog) -> None:
+    assert catalog.get("sku-mug") == MUG
+    with pytest.raises(NotFound) as missing:
+        catalog.get("sku-nothing")
+    assert missing.value.reason == "PRODUCT_NOT_FOUND"
+    with pytest.raises(InvalidArgument) as empty:
+        catalog.get("")
+    assert fields(empty.value) == {"product_id"}
+
+
+def test_reserve_takes_stock_and_prices_lines(catalog: Catalog) -> None:
+    reservation = catalog.reserve(
+        "ord-1", [RequestedLine("sku-beans", 2), RequestedLine("sku-mug", 3)]
+    )
+    assert reservation.state is ReservationState.HELD
+    assert reservation.lines == (
+        ReservationLine("sku-beans", 2, 2400),
+        ReservationLine("sku-mug", 3, 1200),
+    )
+    assert stock(catalog) == {"sku-beans": 8, "sku-mug": 0, "sku-rare": 1}
+
+
+def test_reserve_is_all_or_nothing(catalog: Catalog) -> None:
+    with pytest.raises(FailedPrecondition) as error:
+        catalog.reserve("ord-1", [RequestedLine("sku-beans", 2), RequestedLine("sku-rare", 2)])
+    assert error.value.reason == "OUT_OF_STOCK"
+    assert "sku-rare" in error.value.message
+    assert "sku-beans" not in error.value.message
+    assert stock(catalog) == {"sku-beans": 10, "sku-mug": 3, "sku-rare": 1}
+    # Nothing was recorded either, so the id can be used once the request fits.
+    assert catalog.reserve("ord-1", [RequestedLine("sku-rare", 1)]).lines
+
+
+def test_reserve_is_idempotent_on_reservation_id(catalog: Catalog) -> None:
+    lines = [RequestedLine("sku-beans", 2), RequestedLine("sku-mug", 1)]
+    first = catalog.reserve("ord-1", lines)
+    assert catalog.reserve("ord-1", lines) == first
+    assert catalog.reserve("ord-1", list(reversed(lines))) == first
+    assert stock(catalog)["sku-beans"] == 8
+    with pytest.raises(FailedPrecondition) as error:
+        catalog.reserve("ord-1", [RequestedLine("sku-beans", 3)])
+    assert error.value.reason == "RESERVATION_MISMATCH"
+    assert stock(catalog)["sku-beans"] == 8
+
+
+def test_release_returns_stock_exactly_once(catalog: Catalog) -> None:
+    lines = [RequestedLine("sku-beans", 4)]
+    catalog.reserve("ord-1", lines)
+    released = catalog.release("ord-1")
+    assert released.state is ReservationState.RELEASED
+    assert released.lines == (ReservationLine("sku-beans", 4, 2400),)
+    assert catalog.release("ord-1") == released
+    assert stock(catalog)["sku-beans"] == 10
+    # Reserving the released id again is a retry of the first call, not a new reservation.
+    assert catalog.reserve("ord-1", lines) == released
+    assert stock(catalog)["sku-beans"] == 10
+
+
+def test_release_of_an_unknown_reservation_is_harmless(catalog: Catalog) -> None:
+    released = catalog.release("ord-never-reserved")
+    assert (released.lines, released.state) == ((), ReservationState.RELEASED)
+    assert catalog.release("ord-never-reserved") == released
+    assert stock(catalog) == {"sku-beans": 10, "sku-mug": 3, "sku-rare": 1}
+    # A reserve that arrives after its compensation must not take stock nobody will return.
+    with pytest.raises(FailedPrecondition) as late:
+        catalog.reserve("ord-never-reserved", [RequestedLine("sku-beans", 1)])
+    assert late.value.reason == "RESERVATION_RELEASED"
+    assert stock(catalog)["sku-beans"] == 10
+
+
+@pytest.mark.parametrize(
+    ("reservation_id", "lines", "bad"),
+    [
+        ("", [RequestedLine("sku-beans", 1)], {"reservation_id"}),
+        ("r", [], {"lines"}),
+        ("r", [RequestedLine("", 1)], {"lines[0].product_id"}),
+        ("r", [RequestedLine("sku-beans", 1), RequestedLine("sku-mug", 0)], {"lines[1].quantity"}),
+        ("r", [RequestedLine("sku-beans", -2)], {"lines[0].quantity"}),
+        (
+            "r",
+            [RequestedLine("sku-beans", 1), RequestedLine("sku-beans", 2)],
+            {"lines[1].product_id"},
+        ),
+        (
+            "r",
+            [RequestedLine("sku-mug", 1), RequestedLine("sku-nothing", 1)],
+            {"lines[1].product_id"},
+        ),
+        (
+            "",
+            [RequestedLine("", 0)],
+            {"reservation_id", "lines[0].product_id", "lines[0].quantity"},
+        ),
+        (
+            "r",
+            [RequestedLine("sku-nothing", 1), RequestedLine("sku-mug", 0)],
+            {"lines[0].product_id", "lines[1].quantity"},
+        ),
+    ],
+)
+def test_reserve_names_every_bad_field(
+    catalog: Catalog, reservation_id: str, lines: list[RequestedLine], bad: set[str]
+) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        catalog.reserve(reservation_id, lines)
+    assert fields(error.value) == bad
+    assert stock(catalog) == {"sku-beans": 10, "sku-mug": 3, "sku-rare": 1}
+
+
+def test_release_requires_an_id(catalog: Catalog) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        catalog.release("")
+    assert fields(error.value) == {"reservation_id"}
+
+
+def test_data_survives_reopening(tmp_path: Path) -> None:
+    path = str(tmp_path / "catalog.db")
+    first = Catalog(SqliteCatalogStore(path))
+    first.seed([BEANS])
+    held = first.reserve("ord-1", [RequestedLine("sku-beans", 3)])
+    again = Catalog(SqliteCatalogStore(path))
+    assert not again.seed([MUG])
+    assert again.get("sku-beans").stock == 7
+    assert again.reserve("ord-1", [RequestedLine("sku-beans", 3)]) == held
+    assert again.release("ord-1").state is ReservationState.RELEASED
+    assert Catalog(SqliteCatalogStore(path)).get("sku-beans").stock == 10

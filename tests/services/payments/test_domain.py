@@ -1,0 +1,148 @@
+"""Payment rules against the real SQLite store: charge once per key, decline, refund once."""
+
+from __future__ import annotations
+
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from services.payments.domain import DECLINE_TOKEN, Payment, Payments, PaymentState
+from services.payments.store import SqlitePaymentStore
+from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+
+
+@pytest.fixture
+def payments() -> Payments:
+    return Payments(SqlitePaymentStore(":memory:"))
+
+
+def fields(error: InvalidArgument) -> set[str]:
+    return {v.field for v in error.violations}
+
+
+def test_charge_captures_and_reads_back(payments: Payments) -> None:
+    payment = payments.charge("key-1", "usr_ann", 4200, "tok_visa")
+    assert payment.payment_id.startswith("pay_")
+    assert (payment.idempotency_key, payment.user_id, payment.amount_cents, payment.state) == (
+        "key-1",
+        "usr_ann",
+        4200,
+        PaymentState.CAPTURED,
+    )
+    assert payments.get(payment.payment_id) == payment
+
+
+def test_same_key_returns_the_first_payment(payments: Payments) -> None:
+    first = payments.charge("key-1", "usr_ann", 4200, "tok_visa")
+    assert payments.charge("key-1", "usr_ann", 4200, "tok_visa") == first
+    assert payments.charge("key-2", "usr_ann", 4200, "tok_visa") != first
+
+
+@pytest.mark.parametrize(("user_id", "amount"), [("usr_bob", 4200), ("usr_ann", 4201)])
+def test_same_key_for_another_charge_is_refused(
+    payments: Payments, user_id: str, amount: int
+) -> None:
+    payments.charge("key-1", "usr_ann", 4200, "tok_visa")
+    with pytest.raises(FailedPrecondition) as error:
+        payments.charge("key-1", user_id, amount, "tok_visa")
+    assert error.value.reason == "IDEMPOTENCY_KEY_REUSED"
+
+
+def test_decline_is_deterministic_and_remembered(payments: Payments) -> None:
+    for token in (DECLINE_TOKEN, DECLINE_TOKEN, "tok_visa"):
+        with pytest.raises(FailedPrecondition) as error:
+            payments.charge("key-1", "usr_ann", 4200, token)
+        assert error.value.reason == "CARD_DECLINED"
+    assert payments.charge("key-2", "usr_ann", 4200, "tok_visa").state is PaymentState.CAPTURED
+
+
+def test_refund_once(payments: Payments) -> None:
+    payment = payments.charge("key-1", "usr_ann", 4200, "tok_visa")
+    refunded = payments.refund(payment.payment_id)
+    assert refunded.state is PaymentState.REFUNDED
+    assert payments.refund(payment.payment_id) == refunded
+    assert payments.get(payment.payment_id) == refunded
+    # A retried charge after the refund reports what happened; it does not charge again.
+    assert payments.charge("key-1", "usr_ann", 4200, "tok_visa") == refunded
+
+
+def test_unknown_and_foreign_payments(payments: Payments) -> None:
+    payment = payments.charge("key-1", "usr_ann", 4200, "tok_visa")
+    for call in (payments.get, payments.refund):
+        with pytest.raises(NotFound) as missing:
+            call("pay_missing")
+        assert missing.value.reason == "PAYMENT_NOT_FOUND"
+        with pytest.raises(PermissionDenied):
+            call(payment.payment_id, "usr_bob")
+    assert payments.get(payment.payment_id, "usr_ann") == payment
+    with pytest.raises(PermissionDenied):
+        payments.charge("key-2", "usr_ann", 100, "tok_visa", caller="usr_bob")
+    assert payments.get(payment.payment_id).state is PaymentState.CAPTURED
+
+
+def test_declined_attempts_are_not_payments() -> None:
+    payments = Payments(SqlitePaymentStore(":memory:"), new_id=lambda: "pay_declined")
+    with pytest.raises(FailedPrecondition):
+        payments.charge("key-1", "usr_ann", 4200, DECLINE_TOKEN)
+    with pytest.raises(NotFound):
+        payments.get("pay_declined")
+    with pytest.raises(NotFound):
+        payments.refund("pay_declined")
+
+
+@pytest.mark.parametrize(
+    ("key", "user", "amount", "token", "bad"),
+    [
+        ("", "usr_ann", 1, "tok", {"idempotency_key"}),
+        ("k", "", 1, "tok", {"user_id"}),
+        ("k", "usr_ann", 0, "tok", {"amount_cents"}),
+        ("k", "usr_ann", -5, "tok", {"amount_cents"}),
+        ("k", "usr_ann", 1, "", {"payment_token"}),
+        ("", "", 0, "", {"idempotency_key", "user_id", "amount_cents", "payment_token"}),
+    ],
+)
+def test_charge_names_every_bad_field(
+    payments: Payments, key: str, user: str, amount: int, token: str, bad: set[str]
+) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        payments.charge(key, user, amount, token)
+    assert fields(error.value) == bad
+
+
+def test_refund_and_get_require_an_id(payments: Payments) -> None:
+    for call in (payments.get, payments.refund):
+        with pytest.raises(InvalidArgument) as error:
+            call("")
+        assert fields(error.value) == {"payment_id"}
+
+
+def test_racing_charges_on_separate_connections_make_one_row(tmp_path: Path) -> None:
+    # Each worker has its own connection, as separate processes would: only the UNIQUE key
+    # can keep them from charging twice.
+    path = str(tmp_path / "payments.db")
+    stores = [SqlitePaymentStore(path) for _ in range(20)]
+
+    def charge(store: SqlitePaymentStore) -> Payment:
+        return Payments(store).charge("key-1", "usr_ann", 4200, "tok_visa")
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(charge, stores))
+    assert len({p.payment_id for p in results}) == 1
+    for store in stores:
+        store.close()
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT count(*) FROM payments").fetchone() == (1,)
+
+
+def test_data_survives_reopening(tmp_path: Path) -> None:
+    path = str(tmp_path / "payments.db")
+    payment = Payments(SqlitePaymentStore(path)).charge("key-1", "usr_ann", 4200, "tok_visa")
+    again = Payments(SqlitePaymentStore(path))
+    assert again.get(payment.payment_id) == payment
+    assert again.charge("key-1", "usr_ann", 4200, "tok_visa") == payment
+    again.refund(payment.payment_id)
+    reopened = Payments(SqlitePaymentStore(path)).get(payment.payment_id)
+    assert reopened.state is PaymentState.REFUNDED
