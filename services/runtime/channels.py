@@ -13,8 +13,9 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from services.runtime import context
 
 
-class PropagatingInterceptor(aio.UnaryUnaryClientInterceptor, aio.UnaryStreamClientInterceptor):
-    """Bounds every call by the default timeout and by what is left of the incoming deadline."""
+class _Propagation:
+    """Bounds every call by the default timeout and by what is left of the incoming deadline,
+    and passes the request id and caller on."""
 
     def __init__(self, default_timeout: float) -> None:
         self._default_timeout = default_timeout
@@ -33,9 +34,14 @@ class PropagatingInterceptor(aio.UnaryUnaryClientInterceptor, aio.UnaryStreamCli
             details.method, timeout, metadata, details.credentials, details.wait_for_ready
         )
 
+
+# grpc.aio files each interceptor under one call kind only, so each kind needs its own class.
+class UnaryPropagatingInterceptor(_Propagation, aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
+
+class StreamPropagatingInterceptor(_Propagation, aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
@@ -64,7 +70,10 @@ def open_channel(
     telemetry: bool = True,
 ) -> aio.Channel:
     """An insecure channel to a peer (in the mesh, the local sidecar adds mTLS)."""
-    interceptors: list[aio.ClientInterceptor] = [PropagatingInterceptor(default_timeout)]
+    interceptors: list[aio.ClientInterceptor] = [
+        UnaryPropagatingInterceptor(default_timeout),
+        StreamPropagatingInterceptor(default_timeout),
+    ]
     if telemetry:
         interceptors = [*aio_client_interceptors(), *interceptors]
     options = [

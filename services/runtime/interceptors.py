@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 import uuid
@@ -66,8 +67,12 @@ class RequestInterceptor(aio.ServerInterceptor):
                 start = self._begin(ctx)
                 outcome = _Outcome()
                 try:
-                    async for response in behavior(request, ctx):
-                        yield response
+                    responses = behavior(request, ctx)
+                    if inspect.isawaitable(responses):
+                        await responses  # a handler that streams with ctx.write (e.g. Health.Watch)
+                    else:
+                        async for response in responses:
+                            yield response
                 except BaseException as error:
                     await outcome.fail(ctx, error, method)
                 finally:
