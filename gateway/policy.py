@@ -1,0 +1,49 @@
+"""Edge policy in one place: which methods are public, route groups, forwarded headers, statuses.
+
+The Envoy config and the OpenAPI document both read these tables, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from gateway.contracts import Binding
+
+# Methods anyone may call without a token. Every other bound method needs one: a new RPC is
+# private until it is listed here.
+PUBLIC_METHODS = frozenset(
+    {
+        "shop.catalog.v1.CatalogService.ListProducts",
+        "shop.catalog.v1.CatalogService.GetProduct",
+        "shop.users.v1.UserService.CreateUser",
+    }
+)
+
+# Request headers that reach the services as gRPC metadata (browsers may send them too).
+FORWARDED_HEADERS = ("authorization", "x-request-id", "traceparent", "tracestate")
+# Set only by the gateway from a verified token's `sub`; a client's own copy is dropped.
+CALLER_HEADER = "x-user-id"
+
+# gRPC code (google.rpc.Code) for each HTTP status the gateway answers by itself, so every
+# error body is a google.rpc.Status whether it came from a service or from Envoy.
+LOCAL_REPLY_CODES = {
+    400: 3,  # INVALID_ARGUMENT: unknown query parameter, bad JSON
+    401: 16,  # UNAUTHENTICATED: missing or bad token
+    403: 7,  # PERMISSION_DENIED
+    404: 5,  # NOT_FOUND: no such route
+    413: 3,  # INVALID_ARGUMENT: body too large
+    429: 8,  # RESOURCE_EXHAUSTED: rate limited
+    502: 14,  # UNAVAILABLE
+    503: 14,  # UNAVAILABLE: service down
+    504: 4,  # DEADLINE_EXCEEDED
+}
+UNKNOWN_CODE = 2
+
+
+def is_public(binding: Binding) -> bool:
+    return binding.full_method in PUBLIC_METHODS
+
+
+def route_group(binding: Binding) -> str:
+    """The rate-limit group of a binding: `public`, `read` or `write`."""
+    if is_public(binding):
+        return "public"
+    return "read" if binding.verb == "get" else "write"

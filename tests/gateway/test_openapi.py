@@ -1,0 +1,113 @@
+"""The OpenAPI document: valid 3.1, complete, and faithful to the proto3 JSON mapping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from openapi_spec_validator import validate
+
+from gateway import contracts, openapi, policy
+from gateway.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def shop() -> contracts.Contracts:
+    return contracts.load(Settings().descriptor_set)
+
+
+@pytest.fixture(scope="module")
+def document(shop: contracts.Contracts) -> dict[str, Any]:
+    return openapi.document(shop)
+
+
+def schema(document: dict[str, Any], name: str) -> dict[str, Any]:
+    return dict(document["components"]["schemas"][name])
+
+
+def test_document_is_valid_openapi_31(document: dict[str, Any]) -> None:
+    validate(document)
+    assert document["openapi"] == "3.1.0"
+
+
+def test_every_binding_is_an_operation(shop: contracts.Contracts, document: dict[str, Any]) -> None:
+    operations = {
+        (verb, path): operation["operationId"]
+        for path, item in document["paths"].items()
+        for verb, operation in item.items()
+    }
+    missing = [
+        b.full_method for b in shop.bindings if operations.get((b.verb, b.path)) != b.full_method
+    ]
+    assert missing == []
+    # Both order versions, and every shop service.
+    assert ("post", "/v1/orders") in operations and ("post", "/v2/orders") in operations
+    assert {b.service for b in shop.bindings} == set(shop.services)
+
+
+def test_parameters_come_from_the_binding(document: dict[str, Any]) -> None:
+    get_order = document["paths"]["/v1/orders/{order_id}"]["get"]
+    assert [(p["name"], p["in"], p["required"]) for p in get_order["parameters"]] == [
+        ("order_id", "path", True)
+    ]
+    assert get_order["parameters"][0]["description"] == "Identifier of the order."
+    listing = document["paths"]["/v1/users/{user_id}/orders"]["get"]
+    assert [(p["name"], p["in"]) for p in listing["parameters"]] == [
+        ("user_id", "path"),
+        ("pageSize", "query"),
+        ("pageToken", "query"),
+    ]
+    place = document["paths"]["/v1/orders"]["post"]
+    assert "parameters" not in place
+    body = place["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["requestId", "userId", "items", "paymentToken"]
+    cancel = document["paths"]["/v1/orders/{order_id}:cancel"]["post"]
+    cancel_body = cancel["requestBody"]["content"]["application/json"]["schema"]
+    assert set(cancel_body["properties"]) == {"reason"}  # order_id is in the path
+
+
+def test_schemas_follow_the_proto3_json_mapping(document: dict[str, Any]) -> None:
+    order = schema(document, "shop.orders.v1.Order")
+    fields = order["properties"]
+    assert fields["totalCents"]["type"] == "string"  # int64
+    assert fields["totalCents"]["format"] == "int64"
+    assert fields["status"]["enum"][:2] == ["ORDER_STATUS_UNSPECIFIED", "ORDER_STATUS_PENDING"]
+    assert fields["createTime"]["format"] == "date-time"
+    assert fields["items"]["type"] == "array"
+    assert fields["items"]["items"] == {"$ref": "#/components/schemas/shop.orders.v1.OrderItem"}
+    assert order["description"] == "Order is a customer's purchase."
+    assert fields["userId"]["description"] == "Who placed the order."
+    item = schema(document, "shop.orders.v1.OrderItem")
+    assert item["required"] == ["productId", "quantity"]
+    assert item["properties"]["unitPriceCents"]["readOnly"] is True
+    assert item["properties"]["quantity"] == {
+        "type": "integer",
+        "format": "int32",
+        "description": "Units ordered; at least 1.",
+    }
+
+
+def test_errors_are_google_rpc_status(document: dict[str, Any]) -> None:
+    status = schema(document, "google.rpc.Status")
+    assert set(status["properties"]) == {"code", "message", "details"}
+    assert status["properties"]["details"]["items"]["required"] == ["@type"]
+    responses = document["paths"]["/v1/orders/{order_id}"]["get"]["responses"]
+    for code in ("400", "401", "403", "404", "429", "503", "default"):
+        ref = responses[code]["content"]["application/json"]["schema"]["$ref"]
+        assert ref == "#/components/schemas/google.rpc.Status"
+
+
+def test_security_follows_the_edge_policy(
+    shop: contracts.Contracts, document: dict[str, Any]
+) -> None:
+    for binding in shop.bindings:
+        operation = document["paths"][binding.path][binding.verb]
+        expected: list[dict[str, list[str]]] = [] if policy.is_public(binding) else [{"bearer": []}]
+        assert operation["security"] == expected, binding.full_method
+    assert document["paths"]["/v1/products"]["get"]["security"] == []
+    assert "401" not in document["paths"]["/v1/products"]["get"]["responses"]
+
+
+def test_streaming_is_documented(document: dict[str, Any]) -> None:
+    watch = document["paths"]["/v1/orders/{order_id}:watch"]["get"]
+    assert "newline-delimited JSON" in watch["description"]
