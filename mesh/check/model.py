@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
 
 DEFAULT_NAMESPACE = "default"
 ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
@@ -107,15 +110,30 @@ class Mesh:
         return None
 
 
+def kustomize_command(mesh_dir: Path, kubectl: str = "kubectl") -> list[str]:
+    """kustomize as built into kubectl, else the standalone binary (`make kustomize`)."""
+    if binary := shutil.which(kubectl):
+        return [binary, "kustomize", str(mesh_dir)]
+    search = os.pathsep.join([str(ROOT / "build" / "bin"), os.environ.get("PATH", "")])
+    if standalone := shutil.which("kustomize", path=search):
+        return [standalone, "build", str(mesh_dir)]
+    raise MeshError(
+        [
+            Finding(
+                str(mesh_dir),
+                "Kustomization",
+                "mesh",
+                "kubectl",
+                f"neither {kubectl!r} nor kustomize found; `make kustomize` installs kustomize",
+            )
+        ]
+    )
+
+
 def render(mesh_dir: Path, kubectl: str = "kubectl") -> list[Resource]:
-    """Render `mesh_dir`'s kustomization with kustomize (as built into kubectl)."""
-    binary = shutil.which(kubectl)
-    if binary is None:
-        raise MeshError(
-            [Finding(str(mesh_dir), "Kustomization", "mesh", "kubectl", f"{kubectl!r} not found")]
-        )
+    """Render `mesh_dir`'s kustomization with kustomize."""
     result = subprocess.run(
-        [binary, "kustomize", str(mesh_dir)], capture_output=True, text=True, check=False
+        kustomize_command(mesh_dir, kubectl), capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         raise MeshError(
