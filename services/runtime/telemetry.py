@@ -8,9 +8,11 @@ import sys
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 _STANDARD_RECORD_KEYS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -31,11 +33,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        entry.update(
-            (key, value)
-            for key, value in record.__dict__.items()
-            if key not in _STANDARD_RECORD_KEYS and not key.startswith("_")
-        )
+        fields = record.__dict__
+        entry.update((key, fields[key]) for key in fields.keys() - _STANDARD_RECORD_KEYS)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -50,16 +49,19 @@ def configure_logging(service: str, level: str) -> None:
 
 
 def configure_tracing(service: str, version: str, otlp_endpoint: str) -> None:
-    """Install a tracer provider; spans leave the process only when an OTLP endpoint is set."""
+    """Install a tracer provider; spans are recorded and exported only when an OTLP endpoint is
+    set (then OTEL_TRACES_SAMPLER applies). Without one, trace ids are still made and propagated
+    for the logs, but only spans whose caller sampled them are recorded, which is far cheaper."""
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return  # already configured, e.g. by a test with an in-memory exporter
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": service, "service.version": version})
-    )
-    if otlp_endpoint != "-":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
+    resource = Resource.create({"service.name": service, "service.version": version})
+    if otlp_endpoint == "-":
+        trace.set_tracer_provider(
+            TracerProvider(resource=resource, sampler=ParentBased(ALWAYS_OFF))
+        )
+        return
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
     trace.set_tracer_provider(provider)
 
 
