@@ -6,6 +6,7 @@ The Envoy config and the OpenAPI document both read these tables, so they cannot
 from __future__ import annotations
 
 from gateway.contracts import Binding
+from services.runtime.context import CALLER_HEADER, REQUEST_ID_HEADER
 
 # Methods anyone may call without a token. Every other bound method needs one: a new RPC is
 # private until it is listed here.
@@ -18,9 +19,10 @@ PUBLIC_METHODS = frozenset(
 )
 
 # Request headers that reach the services as gRPC metadata (browsers may send them too).
-FORWARDED_HEADERS = ("authorization", "x-request-id", "traceparent", "tracestate")
-# Set only by the gateway from a verified token's `sub`; a client's own copy is dropped.
-CALLER_HEADER = "x-user-id"
+FORWARDED_HEADERS = ("authorization", REQUEST_ID_HEADER, "traceparent", "tracestate")
+# CALLER_HEADER is set only by the gateway from a verified token's `sub`; a client's own copy is
+# dropped. The services read it (services/runtime/context.py) to enforce ownership.
+__all__ = ["CALLER_HEADER", "FORWARDED_HEADERS", "LOCAL_REPLY_CODES", "PUBLIC_METHODS"]
 
 # gRPC code (google.rpc.Code) for each HTTP status the gateway answers by itself, so every
 # error body is a google.rpc.Status whether it came from a service or from Envoy.
