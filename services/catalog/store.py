@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 
 from services.catalog.domain import (
     Product,
@@ -12,7 +12,7 @@ from services.catalog.domain import (
     ReservationLine,
     ReservationState,
 )
-from services.runtime.sqlite import connect
+from services.runtime.sqlite import connect, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS products (
@@ -47,17 +47,8 @@ class SqliteCatalogStore:
     def __init__(self, path: str) -> None:
         self._db = connect(path, SCHEMA)
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        # IMMEDIATE takes the write lock up front, so a check-then-update is never interleaved
-        # with another process writing the same file.
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def transaction(self) -> AbstractContextManager[None]:
+        return transaction(self._db)
 
     def seed(self, products: Sequence[Product]) -> bool:
         with self.transaction():

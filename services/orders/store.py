@@ -80,7 +80,6 @@ def _order(row: sqlite3.Row) -> Order:
 class SqliteOrderStore(OrderStore):
     def __init__(self, path: str) -> None:
         self._db = connect(path, SCHEMA)
-        self._db.execute("PRAGMA busy_timeout=5000")
 
     def create(self, order: Order, owner: str, lease_seconds: float) -> Order | None:
         try:

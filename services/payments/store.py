@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
 
 from services.payments.domain import Payment, PaymentState
-from services.runtime.sqlite import connect
+from services.runtime.sqlite import connect, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS payments (
@@ -37,15 +36,8 @@ class SqlitePaymentStore:
     def __init__(self, path: str) -> None:
         self._db = connect(path, SCHEMA)
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def transaction(self) -> AbstractContextManager[None]:
+        return transaction(self._db)
 
     def add_once(self, payment: Payment) -> Payment:
         # The UNIQUE key, not a read before the write, is what makes concurrent retries safe:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar, Self
 
 
 class SettingsError(ValueError):
@@ -89,3 +90,21 @@ class ServerSettings:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Settings of a service that serves gRPC and owns one database; subclasses name the service."""
+
+    NAME: ClassVar[str]
+    DEFAULT_PORT: ClassVar[int]
+
+    server: ServerSettings
+    database_path: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Self:
+        return cls(
+            server=ServerSettings.from_env(cls.NAME, environ, default_port=cls.DEFAULT_PORT),
+            database_path=Env(environ).string("DATABASE_PATH", f"var/{cls.NAME}.db"),
+        )
