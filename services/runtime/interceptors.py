@@ -49,6 +49,8 @@ class RequestInterceptor(aio.ServerInterceptor):
 
     def __init__(self, metrics: Metrics | None) -> None:
         self._metrics = metrics
+        # Registered handlers are the same object on every call, so wrap each once.
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     async def intercept_service(
         self,
@@ -56,7 +58,14 @@ class RequestInterceptor(aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Any:
         handler = await continuation(handler_call_details)
-        return wrap_handler(handler, handler_call_details.method, self._wrap)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = (handler, wrap_handler(handler, method, self._wrap))
+            self._wrapped[method] = cached
+        return cached[1]
 
     def _wrap(self, behavior: Behavior, streaming: bool, method: str) -> Behavior:
         if streaming:
