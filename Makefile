@@ -54,22 +54,60 @@ proto-polyglot: setup ## Generate Go and TypeScript stubs into gen/go and gen/ts
 breaking: descriptors ## Breaking-change gate (buf + REST bindings) against AGAINST (default: main)
 	$(PY) -m tools.breaking --against $(AGAINST)
 
+MESH ?= on
+SCENARIO ?=
+
 .PHONY: up
-up: setup ## Run the whole shop locally with demo data (Ctrl-C stops it)
-	$(PY) -m mesh.local up
+up: setup ## Run the shop locally with Envoy sidecars and demo data (MESH=off: plain processes)
+	$(PY) -m mesh.local up --mesh $(MESH)
+
+.PHONY: mesh-apply
+mesh-apply: setup ## Switch the running mesh to SCENARIO=mesh/scenarios/<file> (no restart)
+	$(PY) -m mesh.local apply $(SCENARIO)
+
+.PHONY: mesh-status
+mesh-status: setup ## Show each running sidecar's routes and weights
+	$(PY) -m mesh.local status
 
 .PHONY: down
 down: setup ## Stop what `make up` started
 	$(PY) -m mesh.local down
 
+.PHONY: kustomize
+kustomize: ## Install kustomize (pinned, with Go) where kubectl is not there to render mesh/
+	@command -v kubectl >/dev/null || test -x build/bin/kustomize || \
+		GOBIN=$(CURDIR)/build/bin go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0
+
 .PHONY: test
-test: descriptors ## Run every test
+test: descriptors kustomize ## Run every test
 	$(BIN)/pytest
 
 .PHONY: mesh-check
-mesh-check: descriptors ## Validate mesh/ offline (kustomize render, k8s + Istio schemas, semantics) with each scenario
+mesh-check: descriptors kustomize ## Validate mesh/ offline (kustomize render, k8s + Istio schemas, semantics) with each scenario
 	$(PY) -m mesh.check
+
+.PHONY: bench
+bench: bench-services ## Run every benchmark (figures in build/bench/)
+
+.PHONY: bench-services
+bench-services: descriptors ## Benchmark GetProduct and PlaceOrder, telemetry on vs off (needs h2load, Go)
+	$(PY) -m bench.services_bench
 
 .PHONY: ci
 ci: setup check-generated lint test ## What CI runs
 	$(MAKE) breaking AGAINST=HEAD~1
+
+.PHONY: openapi
+openapi: descriptors ## Write the gateway's OpenAPI 3.1 document to build/openapi.json
+	$(PY) -m gateway openapi --output build/openapi.json
+
+USER ?=
+.PHONY: token
+token: setup ## Mint a development token: make token USER=<user_id>
+	@# USER is also the login name in the environment: only an explicit USER=... counts.
+	@test "$(origin USER)" = "command line" || { echo "usage: make token USER=<user_id>" >&2; exit 2; }
+	@$(PY) -m gateway token "$(USER)"
+
+.PHONY: gateway
+gateway: descriptors ## Render the Envoy config and run the REST gateway on 127.0.0.1:8080
+	$(PY) -m gateway run

@@ -1,7 +1,9 @@
-"""`make up` / `make down`: run the whole shop locally with demo data, or stop it.
+"""`make up` / `make down` / `make mesh-apply` / `make mesh-status`: the shop on this machine.
 
-`up` stays in the foreground, prefixes each service's log lines with its name, and stops every
-service gracefully on Ctrl-C, SIGTERM, or `make down` from another terminal.
+`up` runs every workload with its Envoy sidecar (`--mesh off`: plain processes), stays in the
+foreground, prefixes each service's log lines with its name, and stops everything gracefully on
+Ctrl-C, SIGTERM, or `make down` from another terminal. `apply` switches the running sidecars to
+a scenario without restarting anything; `status` shows what each sidecar routes.
 """
 
 from __future__ import annotations
@@ -16,11 +18,22 @@ from pathlib import Path
 
 import grpc
 
-from mesh.local.stack import DEFAULT_PORTS, HOST, LocalStack
+from mesh.check import MeshError, Settings
+from mesh.local.envoys import EnvoyError
+from mesh.local.stack import DEFAULT_PORTS, HOST, LocalStack, StackError
+from mesh.local.supervisor import ApplyError, LocalMesh
 from shop.users.v1 import users_pb2, users_pb2_grpc
 
 DEMO_EMAIL = "demo@shop.example"
 METRICS_PORTS = {name: 9100 + index for index, name in enumerate(DEFAULT_PORTS, start=1)}
+# `make up` with sidecars: the apps keep their usual ports (grpcurl them as a pod's localhost);
+# the canary gets its own, and the REST gateway is the way in, as an ingress would be.
+MESH_APP_PORTS = {
+    **{name: port for name, port in DEFAULT_PORTS.items() if name != "orders"},
+    "orders-v1": DEFAULT_PORTS["orders"],
+    "orders-v2": DEFAULT_PORTS["orders"] + 10,
+    "gateway": 8080,
+}
 
 
 def seed_demo_user(address: str) -> str:
@@ -88,12 +101,58 @@ def banner(stack: LocalStack, demo_user: str) -> str:
     )
 
 
-def up(workdir: Path) -> int:
+def mesh_banner(mesh: LocalMesh, demo_user: str) -> str:
+    gateway = f"http://{mesh.address('gateway')}"
+    payments = mesh.sidecars["payments"]
+    certs = mesh.sidecars["gateway"].directory / "certs"
+
+    def place(request_id: str) -> str:
+        return (
+            f'{{"requestId":"{request_id}","userId":"{demo_user}","paymentToken":"tok_visa",'
+            f'"items":[{{"productId":"sku-espresso","quantity":1}}]}}'
+        )
+
+    rows = [f"  {'workload':<14} {'app (plain gRPC)':<18} {'sidecar inbound (mTLS)':<24} admin"]
+    rows += [
+        f"  {name:<14} {mesh.address(name):<18} "
+        f"{mesh.inbound(name) if mesh.plan[name].inbound else '-':<24} http://{sidecar.admin}"
+        for name, sidecar in mesh.sidecars.items()
+    ]
+    auth = '-H "authorization: Bearer $TOKEN"'
+    tls = f"-cacert {certs}/ca.pem -cert {certs}/cert.pem -key {certs}/key.pem"
+    return "\n".join(
+        [
+            "",
+            "The shop is up with Envoy sidecars (Ctrl-C or `make down` stops it).",
+            *rows,
+            f"  demo user: {demo_user} ({DEMO_EMAIL})",
+            f"  sidecar logs: {payments.log_path.parent.parent}/*/envoy.log",
+            "",
+            "Try:",
+            f"  curl -s {gateway}/v1/products",
+            f"  TOKEN=$(.venv/bin/python -m gateway token {demo_user})",
+            f"  curl -s {auth} -d '{place('demo-1')}' {gateway}/v1/orders",
+            "  make mesh-apply SCENARIO=mesh/scenarios/orders-header-beta-to-v2.yaml",
+            f"  curl -s -H 'x-user-tier: beta' {auth} -d '{place('demo-2')}' {gateway}/v1/orders",
+            "  make mesh-apply SCENARIO=mesh/scenarios/orders-canary-90-10.yaml",
+            "  make mesh-status",
+            "  # the gateway's identity may not read payments: PERMISSION_DENIED from the sidecar",
+            f"  .venv/bin/grpcurl -protoset build/shop.binpb {tls} \\",
+            f"    -servername payments.default.svc.cluster.local {mesh.inbound('payments')} \\",
+            "    shop.payments.v1.PaymentService/GetPayment",
+            "",
+        ]
+    )
+
+
+def up(workdir: Path, *, mesh: bool = True, scenario: Path | None = None) -> int:
     pid_file = workdir / "run" / "up.pid"
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    if mesh:
+        return up_mesh(workdir, pid_file, stopping, scenario)
     service_env = {name: {"METRICS_PORT": str(port)} for name, port in METRICS_PORTS.items()}
     with LocalStack(workdir, ports=DEFAULT_PORTS, service_env=service_env) as stack:
         pid_file.write_text(str(os.getpid()))
@@ -108,6 +167,48 @@ def up(workdir: Path) -> int:
             stopping.wait(0.5)
         print("stopping the shop ...", flush=True)
     pid_file.unlink(missing_ok=True)
+    return 0
+
+
+def up_mesh(workdir: Path, pid_file: Path, stopping: threading.Event, scenario: Path | None) -> int:
+    with LocalMesh(workdir, scenario=scenario, app_ports=MESH_APP_PORTS) as mesh:
+        assert mesh.stack is not None
+        pid_file.write_text(str(os.getpid()))
+        logs = threading.Thread(target=follow_logs, args=(mesh.stack, stopping), daemon=True)
+        logs.start()
+        print(mesh_banner(mesh, seed_demo_user(mesh.address("users"))), flush=True)
+        while not stopping.is_set():
+            dead = mesh.check_alive()
+            if dead:
+                print(f"{', '.join(dead)} exited unexpectedly; stopping", file=sys.stderr)
+                stopping.set()
+            stopping.wait(0.5)
+        print("stopping the shop ...", flush=True)
+    pid_file.unlink(missing_ok=True)
+    return 0
+
+
+def apply(workdir: Path, scenario: Path | None) -> int:
+    try:
+        mesh = LocalMesh.attach(workdir, Settings.from_env())
+        version = mesh.apply(scenario)
+    except (MeshError, ApplyError) as error:
+        print(
+            f"mesh-apply FAILED (the running mesh keeps its configuration):\n{error}",
+            file=sys.stderr,
+        )
+        return 1
+    what = scenario or "the base mesh"
+    print(f"applied {what} to {len(mesh.sidecars)} sidecars (version {version})")
+    return 0
+
+
+def status(workdir: Path) -> int:
+    try:
+        print(LocalMesh.attach(workdir, Settings.from_env()).status())
+    except (MeshError, ApplyError) as error:
+        print(error, file=sys.stderr)
+        return 1
     return 0
 
 
@@ -130,10 +231,23 @@ def down(workdir: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mesh.local", description=__doc__)
-    parser.add_argument("command", choices=["up", "down"])
+    parser.add_argument("command", choices=["up", "down", "apply", "status"])
+    parser.add_argument("scenario", nargs="?", type=Path, help="apply: a mesh/scenarios file")
     parser.add_argument("--workdir", type=Path, default=Path("var"), help="data, logs and pid")
+    parser.add_argument("--mesh", choices=["on", "off"], default="on", help="up: with sidecars?")
+    parser.add_argument("--scenario", dest="start_scenario", type=Path, help="up: start with it")
     args = parser.parse_args(argv)
-    return up(args.workdir) if args.command == "up" else down(args.workdir)
+    try:
+        if args.command == "up":
+            return up(args.workdir, mesh=args.mesh == "on", scenario=args.start_scenario)
+    except (MeshError, EnvoyError, StackError) as error:
+        print(f"make up FAILED:\n{error}", file=sys.stderr)
+        return 1
+    if args.command == "apply":
+        return apply(args.workdir, args.scenario)
+    if args.command == "status":
+        return status(args.workdir)
+    return down(args.workdir)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,8 @@ class Workload:
     port: int
     env: dict[str, str]
     log_path: Path
+    module: str = ""
+    http_health: str | None = None  # an HTTP path answering 200 when ready; else gRPC health
     process: subprocess.Popen[bytes] | None = None
     log_file: IO[bytes] | None = field(default=None, repr=False)
 
@@ -71,7 +74,11 @@ class LocalStack:
         env: Mapping[str, str] | None = None,
         service_env: Mapping[str, Mapping[str, str]] | None = None,
         startup_timeout: float = 20.0,
+        modules: Mapping[str, str] | None = None,
+        http_health: Mapping[str, str] | None = None,
     ) -> None:
+        """`modules` maps a workload to the module it runs (default `services.<name>`), so that
+        one service can run as several workloads (orders v1 and v2)."""
         self.workdir = workdir
         self._timeout = startup_timeout
         chosen = {name: (ports or {}).get(name) or free_port() for name in services}
@@ -89,7 +96,12 @@ class LocalStack:
             for peer in PEERS.get(name, ()):
                 workload_env.setdefault(f"{peer.upper()}_ADDR", f"{HOST}:{chosen[peer]}")
             self.workloads[name] = Workload(
-                name, chosen[name], workload_env, workdir / "logs" / f"{name}.log"
+                name,
+                chosen[name],
+                workload_env,
+                workdir / "logs" / f"{name}.log",
+                module=(modules or {}).get(name, f"services.{name}"),
+                http_health=(http_health or {}).get(name),
             )
 
     def address(self, name: str) -> str:
@@ -119,7 +131,7 @@ class LocalStack:
         workload.log_path.parent.mkdir(parents=True, exist_ok=True)
         workload.log_file = workload.log_path.open("ab")
         workload.process = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
+            [sys.executable, "-m", workload.module],
             env=workload.env,
             stdout=workload.log_file,
             stderr=subprocess.STDOUT,
@@ -131,13 +143,24 @@ class LocalStack:
         """Block until the workload's health check answers SERVING, or fail with its log."""
         workload = self.workloads[name]
         deadline = time.monotonic() + self._timeout
+        if workload.http_health is not None:
+            url = f"http://{workload.address}{workload.http_health}"
+            while time.monotonic() < deadline:
+                self._check_alive(name)
+                try:
+                    with urllib.request.urlopen(url, timeout=1) as response:
+                        if response.status == 200:
+                            return
+                except OSError:
+                    pass
+                time.sleep(0.05)
+            raise StackError(
+                f"{name} was not ready within {self._timeout}s:\n{self.log_tail(name)}"
+            )
         with grpc.insecure_channel(workload.address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
-                if workload.process is not None and workload.process.poll() is not None:
-                    raise StackError(
-                        f"{name} exited with {workload.process.returncode}:\n{self.log_tail(name)}"
-                    )
+                self._check_alive(name)
                 try:
                     reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:
@@ -146,6 +169,11 @@ class LocalStack:
                     pass
                 time.sleep(0.05)
         raise StackError(f"{name} was not SERVING within {self._timeout}s:\n{self.log_tail(name)}")
+
+    def _check_alive(self, name: str) -> None:
+        process = self.workloads[name].process
+        if process is not None and process.poll() is not None:
+            raise StackError(f"{name} exited with {process.returncode}:\n{self.log_tail(name)}")
 
     def signal(self, name: str, signum: signal.Signals) -> None:
         process = self.workloads[name].process
