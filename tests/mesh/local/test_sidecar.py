@@ -127,7 +127,7 @@ def test_base_mesh_routes_every_call_to_v1_with_istio_default_retries(
     retry = route["route"]["retry_policy"]
     assert retry["num_retries"] == 2 and "unavailable" in retry["retry_on"].split(",")
     assert {r["name"] for r in gateway.routes} == {
-        f"outbound_{h}" for h in ("catalog", "notifications", "orders", "users")
+        f"outbound_{h}" for h in ("catalog", "notifications", "orders", "payments", "users")
     }
     assert not any(listener["name"] == "inbound" for listener in gateway.listeners)
 
