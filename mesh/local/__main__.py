@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -136,10 +137,10 @@ def mesh_banner(mesh: LocalMesh, demo_user: str) -> str:
             f"  curl -s -H 'x-user-tier: beta' {auth} -d '{place('demo-2')}' {gateway}/v1/orders",
             "  make mesh-apply SCENARIO=mesh/scenarios/orders-canary-90-10.yaml",
             "  make mesh-status",
-            "  # the gateway's identity may not read payments: PERMISSION_DENIED from the sidecar",
+            "  # the gateway's identity may not charge: PERMISSION_DENIED from the sidecar",
             f"  .venv/bin/grpcurl -protoset build/shop.binpb {tls} \\",
             f"    -servername payments.default.svc.cluster.local {mesh.inbound('payments')} \\",
-            "    shop.payments.v1.PaymentService/GetPayment",
+            "    shop.payments.v1.PaymentService/ChargePayment",
             "",
         ]
     )
@@ -155,17 +156,13 @@ def up(workdir: Path, *, mesh: bool = True, scenario: Path | None = None) -> int
         return up_mesh(workdir, pid_file, stopping, scenario)
     service_env = {name: {"METRICS_PORT": str(port)} for name, port in METRICS_PORTS.items()}
     with LocalStack(workdir, ports=DEFAULT_PORTS, service_env=service_env) as stack:
-        pid_file.write_text(str(os.getpid()))
-        logs = threading.Thread(target=follow_logs, args=(stack, stopping), daemon=True)
-        logs.start()
-        print(banner(stack, seed_demo_user(stack.address("users"))), flush=True)
-        while not stopping.is_set():
-            for name, workload in stack.workloads.items():
-                if workload.process is not None and workload.process.poll() is not None:
-                    print(f"{name} exited unexpectedly; stopping", file=sys.stderr)
-                    stopping.set()
-            stopping.wait(0.5)
-        print("stopping the shop ...", flush=True)
+        serve(
+            stack,
+            pid_file,
+            stopping,
+            lambda: banner(stack, seed_demo_user(stack.address("users"))),
+            stack.exited,
+        )
     pid_file.unlink(missing_ok=True)
     return 0
 
@@ -173,19 +170,35 @@ def up(workdir: Path, *, mesh: bool = True, scenario: Path | None = None) -> int
 def up_mesh(workdir: Path, pid_file: Path, stopping: threading.Event, scenario: Path | None) -> int:
     with LocalMesh(workdir, scenario=scenario, app_ports=MESH_APP_PORTS) as mesh:
         assert mesh.stack is not None
-        pid_file.write_text(str(os.getpid()))
-        logs = threading.Thread(target=follow_logs, args=(mesh.stack, stopping), daemon=True)
-        logs.start()
-        print(mesh_banner(mesh, seed_demo_user(mesh.address("users"))), flush=True)
-        while not stopping.is_set():
-            dead = mesh.check_alive()
-            if dead:
-                print(f"{', '.join(dead)} exited unexpectedly; stopping", file=sys.stderr)
-                stopping.set()
-            stopping.wait(0.5)
-        print("stopping the shop ...", flush=True)
+        serve(
+            mesh.stack,
+            pid_file,
+            stopping,
+            lambda: mesh_banner(mesh, seed_demo_user(mesh.address("users"))),
+            mesh.check_alive,
+        )
     pid_file.unlink(missing_ok=True)
     return 0
+
+
+def serve(
+    stack: LocalStack,
+    pid_file: Path,
+    stopping: threading.Event,
+    welcome: Callable[[], str],
+    exited: Callable[[], list[str]],
+) -> None:
+    """Follow the logs in the foreground until asked to stop, or until a process exits."""
+    pid_file.write_text(str(os.getpid()))
+    threading.Thread(target=follow_logs, args=(stack, stopping), daemon=True).start()
+    print(welcome(), flush=True)
+    while not stopping.is_set():
+        dead = exited()
+        if dead:
+            print(f"{', '.join(dead)} exited unexpectedly; stopping", file=sys.stderr)
+            stopping.set()
+        stopping.wait(0.5)
+    print("stopping the shop ...", flush=True)
 
 
 def apply(workdir: Path, scenario: Path | None) -> int:

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from mesh.local.sidecar import JSON, Rendered
+from mesh.local.sidecar import Rendered
+from mesh.local.xds import JSON
 
 READY_TIMEOUT = 30.0
 APPLY_TIMEOUT = 10.0

@@ -170,6 +170,14 @@ class LocalStack:
                 time.sleep(0.05)
         raise StackError(f"{name} was not SERVING within {self._timeout}s:\n{self.log_tail(name)}")
 
+    def exited(self) -> list[str]:
+        """Names of workloads whose process is not running."""
+        return [
+            name
+            for name, workload in self.workloads.items()
+            if workload.process is None or workload.process.poll() is not None
+        ]
+
     def _check_alive(self, name: str) -> None:
         process = self.workloads[name].process
         if process is not None and process.poll() is not None:

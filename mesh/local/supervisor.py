@@ -20,19 +20,12 @@ from typing import Any
 
 from mesh.check import Mesh, Settings, load_checked
 from mesh.check.model import display
+from mesh.local.authorization import INBOUND_ROUTES
 from mesh.local.ca import Identity, LocalCA
 from mesh.local.envoys import EnvoyError, Sidecar, envoy_binary
-from mesh.local.sidecar import (
-    HOST,
-    INBOUND_ROUTES,
-    Ports,
-    Rendered,
-    Workload,
-    bootstrap,
-    render,
-    workloads,
-)
-from mesh.local.stack import LocalStack
+from mesh.local.sidecar import Rendered, bootstrap, render
+from mesh.local.stack import HOST, LocalStack
+from mesh.local.workloads import Ports, Workload, workloads
 
 STATE_FILE = "mesh/state.json"
 # Settings the local mesh sets itself, whatever the Deployment says.
@@ -334,11 +327,7 @@ class LocalMesh:
             if s.process is None or s.process.poll() is not None
         ]
         if self.stack is not None:
-            dead += [
-                n
-                for n, w in self.stack.workloads.items()
-                if w.process is None or w.process.poll() is not None
-            ]
+            dead += self.stack.exited()
         return dead
 
 

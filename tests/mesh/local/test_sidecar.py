@@ -15,15 +15,8 @@ from mesh.check.model import Resource, compose
 from mesh.check.model import render as render_kustomize
 from mesh.local.ca import Identity, LocalCA
 from mesh.local.envoys import envoy_binary
-from mesh.local.sidecar import (
-    Ports,
-    Rendered,
-    Workload,
-    bootstrap,
-    render,
-    static_config,
-    workloads,
-)
+from mesh.local.sidecar import Rendered, bootstrap, render, static_config
+from mesh.local.workloads import Ports, Workload, workloads
 
 SETTINGS = Settings()
 SCENARIOS = SETTINGS.mesh_dir / "scenarios"
@@ -233,32 +226,27 @@ def test_authorization_policies_become_per_route_rbac(
     [route] = routes(payments, "inbound")
     allow = route["typed_per_filter_config"]["envoy.filters.http.rbac.allow"]["rbac"]["rules"]
     assert allow["action"] == "ALLOW"
-    [policy] = allow["policies"].values()  # deny-all adds no rule: nothing else is allowed
-    assert policy["principals"] == [
-        {
-            "and_ids": {
-                "ids": [
-                    {
-                        "or_ids": {
-                            "ids": [
-                                {
-                                    "authenticated": {
-                                        "principal_name": {
-                                            "exact": "spiffe://cluster.local/ns/default/sa/orders"
-                                        }
-                                    }
-                                }
-                            ]
-                        }
-                    }
-                ]
-            }
-        }
-    ]
-    paths = policy["permissions"][0]["and_rules"]["rules"][0]["or_rules"]["rules"]
-    assert {
-        "url_path": {"path": {"exact": "/shop.payments.v1.PaymentService/ChargePayment"}}
-    } in paths
+    # One policy per rule of payments' ALLOW policy; deny-all adds none: nothing else is allowed.
+    orders, gateway = allow["policies"].values()
+
+    def only_principal(policy: dict[str, Any]) -> str:
+        [source] = policy["principals"]
+        [any_of] = source["and_ids"]["ids"]
+        [principal] = any_of["or_ids"]["ids"]
+        return str(principal["authenticated"]["principal_name"]["exact"])
+
+    def paths(policy: dict[str, Any]) -> set[str]:
+        [operation] = policy["permissions"]
+        [any_of] = operation["and_rules"]["rules"]
+        return {rule["url_path"]["path"]["exact"] for rule in any_of["or_rules"]["rules"]}
+
+    service = "/shop.payments.v1.PaymentService"
+    assert only_principal(orders) == "spiffe://cluster.local/ns/default/sa/orders"
+    assert paths(orders) == {
+        f"{service}/{m}" for m in ("ChargePayment", "RefundPayment", "GetPayment")
+    }
+    assert only_principal(gateway) == "spiffe://cluster.local/ns/default/sa/gateway"
+    assert paths(gateway) == {f"{service}/GetPayment"}
     deny = route["typed_per_filter_config"]["envoy.filters.http.rbac.deny"]
     assert "rbac" not in deny  # no DENY policy: that filter has no say
 
