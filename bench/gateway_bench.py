@@ -82,6 +82,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--streams", type=int, default=4)
     parser.add_argument("--h2load", default=shutil.which("h2load") or "h2load")
+    parser.add_argument(
+        "--envoy-concurrency", type=int, default=1, help="gateway Envoy workers (0: one per core)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as temp:
         workdir = Path(temp)
@@ -94,6 +97,7 @@ def main() -> int:
                     "CATALOG_ADDR": stack.address("catalog"),
                     "JWKS_FILE": str(workdir / "jwks.json"),
                     "SIGNING_KEY_FILE": str(workdir / "key.pem"),
+                    "ENVOY_CONCURRENCY": str(args.envoy_concurrency),
                     **limits,
                 }
             )

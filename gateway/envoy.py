@@ -45,6 +45,11 @@ class Envoy:
                 "--disable-hot-restart",
                 "--log-level",
                 self.settings.log_level,
+                *(
+                    ["--concurrency", str(self.settings.envoy_concurrency)]
+                    if self.settings.envoy_concurrency
+                    else []
+                ),
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,

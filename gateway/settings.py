@@ -41,6 +41,9 @@ class Settings:
     admin_port: int = 9901
     upstreams: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_UPSTREAMS))
     envoy_bin: str = ""
+    # Envoy worker threads; 0 means one per core. On a small machine shared with the services,
+    # one worker leaves them more CPU.
+    envoy_concurrency: int = 0
     descriptor_set: Path = ROOT / "build" / "shop.binpb"
     jwt_issuer: str = "shop-dev"
     jwt_audience: str = "shop-gateway"
@@ -83,6 +86,7 @@ class Settings:
             admin_port=_port("ADMIN_PORT", environ.get("ADMIN_PORT"), defaults.admin_port),
             upstreams=upstreams,
             envoy_bin=environ.get("ENVOY_BIN") or _bundled_envoy(),
+            envoy_concurrency=_count("ENVOY_CONCURRENCY", environ.get("ENVOY_CONCURRENCY")),
             descriptor_set=Path(environ.get("DESCRIPTOR_SET", defaults.descriptor_set)),
             jwt_issuer=environ.get("JWT_ISSUER", defaults.jwt_issuer),
             jwt_audience=environ.get("JWT_AUDIENCE", defaults.jwt_audience),
@@ -117,6 +121,14 @@ def _port(name: str, value: str | None, default: int) -> int:
         return default
     if not value.isdigit() or int(value) > 65535:
         raise SettingsError(f"{name} must be a port number (0-65535), got {value!r}")
+    return int(value)
+
+
+def _count(name: str, value: str | None) -> int:
+    if value is None or value == "":
+        return 0
+    if not value.isdigit():
+        raise SettingsError(f"{name} must be a whole number (0 = one per core), got {value!r}")
     return int(value)
 
 
