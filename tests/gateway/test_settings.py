@@ -42,6 +42,7 @@ def test_environment_overrides() -> None:
         ("USERS_ADDR", "localhost"),
         ("RATE_LIMIT_WRITE", "0"),
         ("RATE_LIMIT_READ", "5/s"),
+        ("ENVOY_CONCURRENCY", "two"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
