@@ -48,19 +48,17 @@ def gateway_env(workdir: Path) -> dict[str, str]:
 @contextmanager
 def plain(workdir: Path) -> Iterator[tuple[str, dict[str, int]]]:
     """The services and the gateway as plain processes: the gateway calls apps directly."""
-    with LocalStack(workdir, services=SERVICES) as services:
-        upstreams = {f"{n.upper()}_ADDR": services.address(n) for n in SERVICES}
-        port = free_port()
-        env = {**upstreams, **gateway_env(workdir), "GATEWAY_PORT": str(port), "ADMIN_PORT": "0"}
-        with LocalStack(
-            workdir,
-            services=["gateway"],
-            ports={"gateway": port},
-            modules={"gateway": "gateway"},
-            http_health={"gateway": "/healthz"},
-            service_env={"gateway": env},
-        ) as gateway:
-            yield gateway.address("gateway"), {}
+    port = free_port()
+    env = {**gateway_env(workdir), "GATEWAY_PORT": str(port), "ADMIN_PORT": "0"}
+    with LocalStack(
+        workdir,
+        services=[*SERVICES, "gateway"],
+        ports={"gateway": port},
+        modules={"gateway": "gateway"},
+        http_health={"gateway": "/healthz"},
+        service_env={"gateway": env},
+    ) as gateway:
+        yield gateway.address("gateway"), {}
 
 
 @contextmanager

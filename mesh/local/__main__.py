@@ -26,6 +26,7 @@ from mesh.local.supervisor import ApplyError, LocalMesh
 from shop.users.v1 import users_pb2, users_pb2_grpc
 
 DEMO_EMAIL = "demo@shop.example"
+GATEWAY_PORT = 8080
 METRICS_PORTS = {name: 9100 + index for index, name in enumerate(DEFAULT_PORTS, start=1)}
 # `make up` with sidecars: the apps keep their usual ports (grpcurl them as a pod's localhost);
 # the canary gets its own, and the REST gateway is the way in, as an ingress would be.
@@ -33,7 +34,7 @@ MESH_APP_PORTS = {
     **{name: port for name, port in DEFAULT_PORTS.items() if name != "orders"},
     "orders-v1": DEFAULT_PORTS["orders"],
     "orders-v2": DEFAULT_PORTS["orders"] + 10,
-    "gateway": 8080,
+    "gateway": GATEWAY_PORT,
 }
 
 
@@ -75,14 +76,21 @@ def follow_logs(stack: LocalStack, stop: threading.Event) -> None:
 def banner(stack: LocalStack, demo_user: str) -> str:
     orders, catalog = stack.address("orders"), stack.address("catalog")
     health = '{"service":"shop.orders.v1.OrderService"}'
+    gateway = f"http://{stack.address('gateway')}"
     rows = [f"  {'service':<14} {'gRPC address':<18} metrics"]
     rows += [
         f"  {name:<14} {w.address:<18} http://{HOST}:{METRICS_PORTS[name]}/metrics"
         for name, w in stack.workloads.items()
+        if name in METRICS_PORTS
     ]
+    rows.append(f"  {'gateway':<14} {gateway:<18} (REST; {gateway}/openapi.json)")
     place = (
         f'{{"request_id":"demo-1","user_id":"{demo_user}","payment_token":"tok_visa",'
         f'"items":[{{"product_id":"sku-espresso","quantity":1}}]}}'
+    )
+    rest_order = (
+        f'{{"requestId":"demo-2","userId":"{demo_user}","paymentToken":"tok_visa",'
+        f'"items":[{{"productId":"sku-mug","quantity":1}}]}}'
     )
     return "\n".join(
         [
@@ -97,6 +105,9 @@ def banner(stack: LocalStack, demo_user: str) -> str:
             f"  grpcurl -plaintext -d '{health}' {orders} grpc.health.v1.Health/Check",
             f"  grpcurl -plaintext {catalog} shop.catalog.v1.CatalogService/ListProducts",
             f"  grpcurl -plaintext -d '{place}' {orders} shop.orders.v1.OrderService/PlaceOrder",
+            f"  curl -s {gateway}/v1/products",
+            f"  TOKEN=$(.venv/bin/python -m gateway token {demo_user})",
+            f"  curl -s -H \"authorization: Bearer $TOKEN\" -d '{rest_order}' {gateway}/v1/orders",
             "",
         ]
     )
@@ -155,7 +166,15 @@ def up(workdir: Path, *, mesh: bool = True, scenario: Path | None = None) -> int
     if mesh:
         return up_mesh(workdir, pid_file, stopping, scenario)
     service_env = {name: {"METRICS_PORT": str(port)} for name, port in METRICS_PORTS.items()}
-    with LocalStack(workdir, ports=DEFAULT_PORTS, service_env=service_env) as stack:
+    service_env["gateway"] = {"GATEWAY_PORT": str(GATEWAY_PORT), "ADMIN_PORT": "0"}
+    with LocalStack(
+        workdir,
+        services=[*DEFAULT_PORTS, "gateway"],
+        ports={**DEFAULT_PORTS, "gateway": GATEWAY_PORT},
+        service_env=service_env,
+        modules={"gateway": "gateway"},
+        http_health={"gateway": "/healthz"},
+    ) as stack:
         serve(
             stack,
             pid_file,

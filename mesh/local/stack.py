@@ -32,8 +32,11 @@ DEFAULT_PORTS = {
     "notifications": 50055,
 }
 SERVICES = tuple(DEFAULT_PORTS)
-# Which peers each service calls, as the `<PEER>_ADDR` settings it needs.
-PEERS: Mapping[str, Sequence[str]] = {"orders": ("users", "catalog", "payments")}
+# Which peers each workload calls, as the `<PEER>_ADDR` settings it needs.
+PEERS: Mapping[str, Sequence[str]] = {
+    "orders": ("users", "catalog", "payments"),
+    "gateway": SERVICES,
+}
 
 
 def free_port() -> int:
@@ -94,7 +97,8 @@ class LocalStack:
                 **(service_env or {}).get(name, {}),
             }
             for peer in PEERS.get(name, ()):
-                workload_env.setdefault(f"{peer.upper()}_ADDR", f"{HOST}:{chosen[peer]}")
+                if peer in chosen:
+                    workload_env.setdefault(f"{peer.upper()}_ADDR", f"{HOST}:{chosen[peer]}")
             self.workloads[name] = Workload(
                 name,
                 chosen[name],
