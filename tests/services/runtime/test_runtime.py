@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.request
+from typing import Any
 
 import grpc
 import pytest
@@ -12,11 +13,16 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mesh.local.stack import free_port
+from services.orders.clients import READ_METHODS
 from services.runtime import context
 from services.runtime.channels import open_channel, retry_service_config
-from services.runtime.server import build_server
+from services.runtime.errors import Unavailable
+from services.runtime.server import Service, build_server
 from services.runtime.settings import ServerSettings, SettingsError
+from services.users.domain import Users
+from services.users.servicer import UserServicer
 from services.users.settings import Settings as UserSettings
+from services.users.store import SqliteUserStore
 from shop.users.v1 import users_pb2, users_pb2_grpc
 from tests.services.users.test_servicer import users_service
 
@@ -109,3 +115,44 @@ async def test_health_turns_not_serving_as_soon_as_shutdown_starts() -> None:
         second = await watch.read()
         assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
         await stopping
+
+
+class FlakyUserServicer(UserServicer):
+    """Answers UNAVAILABLE to every other GetUser, like a pod that is restarting."""
+
+    def __init__(self) -> None:
+        super().__init__(Users(SqliteUserStore(":memory:")))
+        self.calls = 0
+
+    async def GetUser(self, request: Any, ctx: Any) -> Any:
+        self.calls += 1
+        if self.calls % 2 == 1:
+            raise Unavailable("restarting")
+        return await super().GetUser(request, ctx)
+
+
+async def test_reads_are_retried_on_unavailable_and_only_the_named_ones() -> None:
+    flaky = FlakyUserServicer()
+    service = Service(
+        "shop.users.v1.UserService", users_pb2_grpc.add_UserServiceServicer_to_server, flaky
+    )
+    running = await build_server(
+        ServerSettings.from_env("users", {"PORT": "0", "LOG_LEVEL": "WARNING"}, default_port=0),
+        [service],
+    )
+    address = f"127.0.0.1:{running.port}"
+    request = users_pb2.GetUserRequest(user_id="usr_missing")
+    try:
+        async with open_channel(address, default_timeout=5, read_methods=READ_METHODS) as channel:
+            with pytest.raises(aio.AioRpcError) as retried:
+                await users_pb2_grpc.UserServiceStub(channel).GetUser(request)
+        # The retry reached the application, which answered for real.
+        assert retried.value.code() == grpc.StatusCode.NOT_FOUND
+        assert flaky.calls == 2
+        async with open_channel(address, default_timeout=5) as channel:
+            with pytest.raises(aio.AioRpcError) as not_retried:
+                await users_pb2_grpc.UserServiceStub(channel).GetUser(request)
+        assert not_retried.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert flaky.calls == 3
+    finally:
+        await running.stop(0)
