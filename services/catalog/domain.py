@@ -92,9 +92,7 @@ class Catalog:
         violations = Violations()
         page = page_request(page_size, page_token, violations)
         violations.raise_if_any()
-        rows = self._store.list(page.offset, page.size + 1)
-        products = rows[: page.size]
-        return ProductPage(products, page.next_token(len(products), len(rows) > page.size))
+        return ProductPage(*page.fetch(self._store.list))
 
     def get(self, product_id: str) -> Product:
         violations = Violations()

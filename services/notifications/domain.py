@@ -46,8 +46,7 @@ class Notifications:
         page = page_request(page_size, page_token, violations)
         violations.raise_if_any()
         ensure_owner(caller, user_id)
-        rows = self._store.list_for_user(user_id, page.offset, page.size + 1)
-        notifications = rows[: page.size]
-        return NotificationPage(
-            notifications, page.next_token(len(notifications), len(rows) > page.size)
+        notifications, token = page.fetch(
+            lambda offset, limit: self._store.list_for_user(user_id, offset, limit)
         )
+        return NotificationPage(notifications, token)

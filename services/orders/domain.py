@@ -266,9 +266,10 @@ class Orders:
         page = page_request(page_size, page_token, violations)
         violations.raise_if_any()
         ensure_owner(caller, user_id)
-        rows = self._store.list_for_user(user_id, page.offset, page.size + 1)
-        orders = rows[: page.size]
-        return OrderPage(orders, page.next_token(len(orders), len(rows) > page.size))
+        orders, token = page.fetch(
+            lambda offset, limit: self._store.list_for_user(user_id, offset, limit)
+        )
+        return OrderPage(orders, token)
 
     async def cancel(self, order_id: str, reason: str, caller: str | None = None) -> Order:
         """Refund and release a confirmed order. Cancelling a cancelled order changes nothing."""

@@ -5,9 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from services.runtime.errors import Violations
+
+T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -20,9 +24,15 @@ class PageRequest:
     size: int
     offset: int
 
-    def next_token(self, returned: int, has_more: bool) -> str:
-        """The token for the following page, or "" when this was the last."""
-        return encode_token(self.offset + returned) if has_more else ""
+    def fetch(self, rows: Callable[[int, int], list[T]]) -> tuple[list[T], str]:
+        """This page's items from `rows(offset, limit)`, and the next page's token ("" if none).
+
+        One extra row is asked for, to tell whether another page follows.
+        """
+        found = rows(self.offset, self.size + 1)
+        items = found[: self.size]
+        more = len(found) > self.size
+        return items, encode_token(self.offset + len(items)) if more else ""
 
 
 def encode_token(offset: int) -> str:

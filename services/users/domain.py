@@ -85,6 +85,4 @@ class Users:
         violations = Violations()
         page = page_request(page_size, page_token, violations)
         violations.raise_if_any()
-        rows = self._store.list(page.offset, page.size + 1)
-        users = rows[: page.size]
-        return UserPage(users, page.next_token(len(users), len(rows) > page.size))
+        return UserPage(*page.fetch(self._store.list))
