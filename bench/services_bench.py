@@ -1,4 +1,5 @@
-"""Unary throughput and latency of GetProduct and PlaceOrder, with telemetry on and then off.
+"""Unary throughput and latency of GetProduct and PlaceOrder, with telemetry on and then off,
+next to a bare grpc.aio server's GetProduct as the ceiling.
 
 Each mode gets fresh service processes (catalog alone; orders with users, catalog, payments) and
 identical load from a native generator: `python -m bench.services_bench` (or `make bench`).
@@ -10,6 +11,8 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,7 +23,7 @@ from typing import Any
 import grpc
 
 from bench import loadgen
-from mesh.local.stack import LocalStack
+from mesh.local.stack import LocalStack, free_port
 from services.catalog.demo import DEMO_PRODUCTS
 from services.catalog.store import SqliteCatalogStore
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
@@ -104,6 +107,31 @@ def bench_place_order(args: argparse.Namespace, telemetry: bool) -> loadgen.Resu
         return result
 
 
+def bench_bare_get_product(args: argparse.Namespace) -> loadgen.Result:
+    """GetProduct from bench/bare_catalog.py under the same load: the ceiling of this machine."""
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "bench.bare_catalog", str(port)])
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = get_product(address)
+                break
+            except grpc.RpcError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        request = catalog_pb2.GetProductRequest(product_id=PRODUCT)
+        load = {"requests": args.warmup, "concurrency": args.concurrency}
+        loadgen.h2load(address, GET_PRODUCT, request, response, **load)
+        load["requests"] = args.requests
+        return loadgen.h2load(address, GET_PRODUCT, request, response, **load)
+    finally:
+        server.terminate()
+        server.wait()
+
+
 BENCHES = {"GetProduct": bench_get_product, "PlaceOrder": bench_place_order}
 
 
@@ -124,7 +152,7 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
+def print_table(rows: list[dict[str, Any]], bare_rps: float) -> None:
     print(f"\n{'rpc':<12}{'telemetry':>10}{'rps':>10}{'p50 ms':>10}{'p99 ms':>10}{'on/off':>8}")
     for row in rows:
         mode = "on" if row["telemetry"] else "off"
@@ -134,6 +162,11 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}{ratio:>8}"
         )
     get = {row["telemetry"]: row for row in rows if row["rpc"] == "GetProduct"}
+    print(
+        f"\nbare grpc.aio GetProduct (bench/bare_catalog.py): {bare_rps:.0f} rps;"
+        f" the catalog reaches {get[True]['rps'] / bare_rps:.0%} of it with telemetry on,"
+        f" {get[False]['rps'] / bare_rps:.0%} with it off"
+    )
     met = get[True]["rps"] >= TARGET_GET_PRODUCT_RPS
     print(
         f"\ntarget GetProduct >= {TARGET_GET_PRODUCT_RPS} rps with telemetry on:"
@@ -167,7 +200,15 @@ def main() -> None:
     loadgen.ensure_h2load()
     loadgen.ensure_ghz()
     runs = []
+    bare = []
     for round_no in range(1, args.rounds + 1):
+        bare_run = {
+            "round": round_no,
+            "rpc": "GetProduct (bare)",
+            **bench_bare_get_product(args).as_dict(),
+        }
+        bare.append(bare_run)
+        print(json.dumps(bare_run), flush=True)
         for rpc, bench in BENCHES.items():
             for telemetry in (True, False):
                 load_before = os.getloadavg()[0]
@@ -177,11 +218,18 @@ def main() -> None:
                 runs.append(run)
                 print(json.dumps(run), flush=True)
     rows = summarise(runs)
-    print_table(rows)
+    bare_rps = statistics.median(run["rps"] for run in bare)
+    print_table(rows, bare_rps)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"services-{time.strftime('%Y%m%d-%H%M%S')}.json"
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    report = {"cpus": os.cpu_count(), "config": config, "runs": runs, "summary": rows}
+    report = {
+        "cpus": os.cpu_count(),
+        "config": config,
+        "bare": bare,
+        "runs": runs,
+        "summary": rows,
+    }
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {path.relative_to(loadgen.ROOT)}")
 
