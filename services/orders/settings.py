@@ -22,8 +22,8 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         env = Env(environ)
-        hold = env.string("SAGA_HOLD_AFTER", "-")
-        if hold != "-" and hold not in Step.__members__:
+        hold = env.string("SAGA_HOLD_AFTER", "")
+        if hold and hold not in (Step.RESERVING.value, Step.CHARGING.value):
             raise SettingsError(f"SAGA_HOLD_AFTER must be RESERVING or CHARGING, got {hold!r}")
         return cls(
             server=ServerSettings.from_env("orders", environ, default_port=50054),
@@ -33,7 +33,7 @@ class Settings:
             payments_addr=env.string("PAYMENTS_ADDR"),
             saga=SagaOptions(
                 lease_seconds=env.number("SAGA_LEASE_SECONDS", 30.0),
-                hold_after=None if hold == "-" else Step[hold],
+                hold_after=Step[hold] if hold else None,
             ),
             recovery_interval_seconds=env.number("SAGA_RECOVERY_SECONDS", 5.0),
         )

@@ -11,12 +11,16 @@ from contextvars import ContextVar
 REQUEST_ID_HEADER = "x-request-id"
 # Set by the gateway from a verified token's subject; absent for trusted in-mesh callers.
 CALLER_HEADER = "x-user-id"
-# Headers passed on from an incoming call to the calls it makes: the one list.
-PROPAGATED_HEADERS = (REQUEST_ID_HEADER, CALLER_HEADER)
 
 request_id: ContextVar[str] = ContextVar("request_id", default="")
 caller: ContextVar[str | None] = ContextVar("caller", default=None)
 deadline: ContextVar[float | None] = ContextVar("deadline", default=None)
+
+# Headers passed on from an incoming call to the calls it makes: the one list.
+PROPAGATED: dict[str, ContextVar[str] | ContextVar[str | None]] = {
+    REQUEST_ID_HEADER: request_id,
+    CALLER_HEADER: caller,
+}
 
 
 def remaining_seconds() -> float | None:
@@ -26,5 +30,5 @@ def remaining_seconds() -> float | None:
 
 
 def propagated_metadata() -> tuple[tuple[str, str], ...]:
-    values = {REQUEST_ID_HEADER: request_id.get(), CALLER_HEADER: caller.get()}
-    return tuple((key, value) for key, value in values.items() if value)
+    values = ((header, var.get()) for header, var in PROPAGATED.items())
+    return tuple((header, value) for header, value in values if value)

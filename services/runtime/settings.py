@@ -83,7 +83,7 @@ class ServerSettings:
             version=env.string("SERVICE_VERSION", "v1"),
             grace_seconds=env.number("GRACE_SECONDS", 5.0),
             telemetry=env.flag("TELEMETRY", True),
-            otlp_endpoint=env.string("OTEL_EXPORTER_OTLP_ENDPOINT", "-"),
+            otlp_endpoint=env.string("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
             call_timeout_seconds=env.number("CALL_TIMEOUT_SECONDS", 5.0),
         )
 

@@ -55,7 +55,7 @@ def configure_tracing(service: str, version: str, otlp_endpoint: str) -> None:
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return  # already configured, e.g. by a test with an in-memory exporter
     resource = Resource.create({"service.name": service, "service.version": version})
-    if otlp_endpoint == "-":
+    if not otlp_endpoint:
         trace.set_tracer_provider(
             TracerProvider(resource=resource, sampler=ParentBased(ALWAYS_OFF))
         )

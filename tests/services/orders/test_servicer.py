@@ -267,7 +267,7 @@ async def test_business_errors_have_codes_and_reasons(shop: Shop) -> None:
 
 
 async def test_one_trace_covers_the_whole_saga() -> None:
-    configure_tracing("test", "v1", "-")
+    configure_tracing("test", "v1", "")
     provider = trace.get_tracer_provider()
     assert isinstance(provider, TracerProvider)
     exporter = InMemorySpanExporter()
