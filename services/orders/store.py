@@ -40,12 +40,16 @@ _COLUMNS = (
 )
 
 
+def _items_json(items: tuple[Item, ...]) -> str:
+    return json.dumps([[i.product_id, i.quantity, i.unit_price_cents] for i in items])
+
+
 def _row(order: Order) -> tuple[object, ...]:
     return (
         order.order_id,
         order.request_id,
         order.user_id,
-        json.dumps([[i.product_id, i.quantity, i.unit_price_cents] for i in order.items]),
+        _items_json(order.items),
         order.payment_token,
         json.dumps(vars(order.shipping_address)) if order.shipping_address else None,
         order.status.value,
@@ -117,7 +121,7 @@ class SqliteOrderStore(OrderStore):
             "status_reason = ?, payment_id = ?, update_time = ?, lease_owner = ?, lease_until = ? "
             "WHERE order_id = ?",
             (
-                json.dumps([[i.product_id, i.quantity, i.unit_price_cents] for i in order.items]),
+                _items_json(order.items),
                 order.status.value,
                 order.step.value,
                 order.total_cents,
