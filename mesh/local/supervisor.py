@@ -20,9 +20,10 @@ from typing import Any
 
 from mesh.check import Mesh, Settings, load_checked
 from mesh.check.model import display
+from mesh.envoy import EnvoyError, envoy_binary
 from mesh.local.authorization import INBOUND_ROUTES
 from mesh.local.ca import Identity, LocalCA
-from mesh.local.envoys import EnvoyError, Sidecar, envoy_binary
+from mesh.local.envoys import Sidecar
 from mesh.local.sidecar import Rendered, bootstrap, render
 from mesh.local.stack import HOST, LocalStack
 from mesh.local.workloads import Ports, Workload, workloads
