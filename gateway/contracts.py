@@ -160,28 +160,40 @@ def _index_enum(
     comments[name] = located.get(path, "")
 
 
+def http_rules(method: descriptor_pb2.MethodDescriptorProto) -> list[HttpRule]:
+    """A method's `google.api.http` rule and its additional bindings; [] when it has none."""
+    http: Any = annotations_pb2.http  # typed as a plain FieldDescriptor in the stubs
+    if not method.options.HasExtension(http):
+        return []
+    rule: HttpRule = method.options.Extensions[http]
+    return [rule, *rule.additional_bindings]
+
+
+def verb_and_path(rule: HttpRule) -> tuple[str, str] | None:
+    """The lower-case HTTP verb and the path template of one rule; None when it sets neither."""
+    kind = rule.WhichOneof("pattern")
+    if kind is None:
+        return None
+    if kind == "custom":
+        return rule.custom.kind.lower(), rule.custom.path
+    return kind, getattr(rule, kind)
+
+
 def _bindings(
     service: str, context: str, method: descriptor_pb2.MethodDescriptorProto, comment: str
 ) -> Iterator[Binding]:
-    http: Any = annotations_pb2.http  # typed as a plain FieldDescriptor in the stubs
-    if not method.options.HasExtension(http):
-        return
-    rule: HttpRule = method.options.Extensions[http]
-    for each in (rule, *rule.additional_bindings):
-        kind = each.WhichOneof("pattern")
-        if kind is None:
+    for rule in http_rules(method):
+        pattern = verb_and_path(rule)
+        if pattern is None:
             continue
-        if kind == "custom":
-            verb, path = each.custom.kind.lower(), each.custom.path
-        else:
-            verb, path = kind, getattr(each, kind)
+        verb, path = pattern
         yield Binding(
             service=service,
             method=method.name,
             context=context,
             verb=verb,
             path=path,
-            body=each.body,
+            body=rule.body,
             input_type=method.input_type.lstrip("."),
             output_type=method.output_type.lstrip("."),
             server_streaming=method.server_streaming,

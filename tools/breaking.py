@@ -18,11 +18,11 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 
+from gateway.contracts import http_rules, verb_and_path
 from tools.protos import PROTO_ROOT, ROOT, build_descriptor_set, contract_files, tool
 
 MODULE = "proto"  # the module directory inside a workspace, as in buf.yaml
@@ -87,27 +87,17 @@ class Rpc:
     bindings: tuple[Binding, ...]
 
 
-def bindings_of(rule: http_pb2.HttpRule) -> tuple[Binding, ...]:
-    """The primary binding of `rule` followed by its additional bindings."""
-    pattern = rule.WhichOneof("pattern")
-    if pattern is None:
-        return ()
-    if pattern == "custom":
-        verb, path = rule.custom.kind, rule.custom.path
-    else:
-        verb, path = pattern.upper(), getattr(rule, pattern)
-    # `{name=*}` and `{name}` are the same template.
-    primary = Binding(verb, _WILDCARD_VARIABLE.sub(r"{\1}", path), rule.body, rule.response_body)
-    extra = (b for nested in rule.additional_bindings for b in bindings_of(nested))
-    return (primary, *extra)
-
-
-def http_rule(options: descriptor_pb2.MethodOptions) -> http_pb2.HttpRule:
-    """The `google.api.http` option of a method; empty when it has none."""
-    for field, value in options.ListFields():
-        if field.is_extension and field.number == annotations_pb2.HTTP_FIELD_NUMBER:
-            return cast(http_pb2.HttpRule, value)
-    return http_pb2.HttpRule()
+def bindings_of(rules: Iterable[http_pb2.HttpRule]) -> tuple[Binding, ...]:
+    """The bindings of a method's HTTP rules (the primary one first)."""
+    bindings = []
+    for rule in rules:
+        pattern = verb_and_path(rule)
+        if pattern is not None:
+            verb, path = pattern
+            # `{name=*}` and `{name}` are the same template.
+            template = _WILDCARD_VARIABLE.sub(r"{\1}", path)
+            bindings.append(Binding(verb.upper(), template, rule.body, rule.response_body))
+    return tuple(bindings)
 
 
 def rest_surface(image: Path, files: Iterable[str]) -> dict[str, Rpc]:
@@ -124,9 +114,8 @@ def rest_surface(image: Path, files: Iterable[str]) -> dict[str, Rpc]:
                 where = (_SERVICE, s, _METHOD, m)
                 option = (*where, _OPTIONS, annotations_pb2.HTTP_FIELD_NUMBER)
                 line = spans.get(option, spans.get(where, 0)) + 1
-                rule = http_rule(method.options)
                 name = f"{proto.package}.{service.name}.{method.name}"
-                surface[name] = Rpc(f"{MODULE}/{proto.name}", line, bindings_of(rule))
+                surface[name] = Rpc(f"{MODULE}/{proto.name}", line, bindings_of(http_rules(method)))
     return surface
 
 

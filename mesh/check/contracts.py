@@ -5,14 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
+from gateway.contracts import http_rules
 from mesh.check.model import Finding, MeshError
-
-# The MethodOptions extension that puts an RPC on REST. Importing its module registers it, so
-# parsing the descriptor set keeps it as a known field rather than unknown bytes.
-HTTP_RULE = annotations_pb2.http.full_name
 
 
 @dataclass(frozen=True)
@@ -45,6 +41,6 @@ def load_contracts(descriptor_set: Path) -> Contracts:
             for method in service.method:
                 path = f"/{file.package}.{service.name}/{method.name}"
                 methods.add(path)
-                if any(f.full_name == HTTP_RULE for f, _ in method.options.ListFields()):
+                if http_rules(method):
                     rest.add(path)
     return Contracts(frozenset(methods), frozenset(rest))

@@ -201,4 +201,4 @@ def test_wildcard_variable_is_the_same_template() -> None:
     short = http_pb2.HttpRule(get="/v1/users/{user_id}")
     long = http_pb2.HttpRule(get="/v1/users/{user_id=*}")
 
-    assert breaking.bindings_of(short) == breaking.bindings_of(long)
+    assert breaking.bindings_of([short]) == breaking.bindings_of([long])
