@@ -110,6 +110,24 @@ class Mesh:
         return None
 
 
+def as_dict(value: Any) -> Doc:
+    """`value` if it is a mapping, else empty: YAML under check may have any shape."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def service_for_host(mesh: Mesh, host: str, namespace: str = DEFAULT_NAMESPACE) -> Resource | None:
+    """The Service a host names: `orders`, `orders.default`, `orders.default.svc.cluster.local`."""
+    parts = host.split(".")
+    if len(parts) == 1 or (len(parts) == 2 and parts[1]) or host.endswith(".svc.cluster.local"):
+        name, ns = parts[0], parts[1] if len(parts) > 1 else namespace
+        return mesh.get("Service", name, ns)
+    return None
+
+
 def kustomize_command(mesh_dir: Path, kubectl: str = "kubectl") -> list[str]:
     """kustomize as built into kubectl, else the standalone binary (`make kustomize`)."""
     if binary := shutil.which(kubectl):

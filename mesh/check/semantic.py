@@ -7,7 +7,16 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from mesh.check.contracts import Contracts
-from mesh.check.model import DEFAULT_NAMESPACE, Doc, Finding, Mesh, Resource
+from mesh.check.model import (
+    DEFAULT_NAMESPACE,
+    Doc,
+    Finding,
+    Mesh,
+    Resource,
+    as_dict,
+    as_list,
+    service_for_host,
+)
 
 ISTIO_ROOT_NAMESPACE = "istio-system"
 TRUST_DOMAIN = "cluster.local"
@@ -67,29 +76,12 @@ def check_semantics(mesh: Mesh, contracts: Contracts) -> list[Finding]:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _dict(value: Any) -> Doc:
-    return value if isinstance(value, dict) else {}
-
-
-def _service(mesh: Mesh, host: str, namespace: str) -> Resource | None:
-    """The Service a host names: `orders`, `orders.default`, `orders.default.svc.cluster.local`."""
-    parts = host.split(".")
-    if len(parts) == 1 or (len(parts) == 2 and parts[1]) or host.endswith(".svc.cluster.local"):
-        name, ns = parts[0], parts[1] if len(parts) > 1 else namespace
-        return mesh.get("Service", name, ns)
-    return None
-
-
 def _service_ports(service: Resource) -> list[Doc]:
-    return [_dict(p) for p in _list(service.spec.get("ports"))]
+    return [as_dict(p) for p in as_list(service.spec.get("ports"))]
 
 
 def _template_labels(deployment: Resource) -> Doc:
-    return _dict(_dict(_dict(deployment.spec.get("template")).get("metadata")).get("labels"))
+    return as_dict(as_dict(as_dict(deployment.spec.get("template")).get("metadata")).get("labels"))
 
 
 def _selected(mesh: Mesh, selector: Doc, namespace: str) -> list[Resource]:
@@ -102,15 +94,15 @@ def _selected(mesh: Mesh, selector: Doc, namespace: str) -> list[Resource]:
 
 
 def _containers(deployment: Resource) -> list[Doc]:
-    pod = _dict(_dict(deployment.spec.get("template")).get("spec"))
-    return [_dict(c) for c in _list(pod.get("containers"))]
+    pod = as_dict(as_dict(deployment.spec.get("template")).get("spec"))
+    return [as_dict(c) for c in as_list(pod.get("containers"))]
 
 
 def _grpc_ports(container: Doc) -> set[int | str]:
     """Container ports that kubelet probes with gRPC: the app's gRPC ports."""
     ports: set[int | str] = set()
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-        grpc = _dict(_dict(container.get(probe)).get("grpc"))
+        grpc = as_dict(as_dict(container.get(probe)).get("grpc"))
         if "port" in grpc:
             ports.add(grpc["port"])
     return ports
@@ -119,8 +111,8 @@ def _grpc_ports(container: Doc) -> set[int | str]:
 def _is_grpc_port(deployment: Resource, target: int | str) -> bool:
     for container in _containers(deployment):
         probed = _grpc_ports(container)
-        for port in _list(container.get("ports")):
-            port = _dict(port)
+        for port in as_list(container.get("ports")):
+            port = as_dict(port)
             if target in (port.get("name"), port.get("containerPort")) and (
                 port.get("name") in probed or port.get("containerPort") in probed
             ):
@@ -129,41 +121,41 @@ def _is_grpc_port(deployment: Resource, target: int | str) -> bool:
 
 
 def _mesh_bound(vs: Resource) -> bool:
-    gateways = _list(vs.spec.get("gateways"))
+    gateways = as_list(vs.spec.get("gateways"))
     return not gateways or "mesh" in gateways
 
 
 def _destinations(vs: Resource) -> Iterator[tuple[str, Doc]]:
     for kind in ("http", "tcp", "tls"):
-        for i, route in enumerate(_list(vs.spec.get(kind))):
-            for j, dest in enumerate(_list(_dict(route).get("route"))):
+        for i, route in enumerate(as_list(vs.spec.get(kind))):
+            for j, dest in enumerate(as_list(as_dict(route).get("route"))):
                 yield (
                     f"spec.{kind}[{i}].route[{j}].destination",
-                    _dict(_dict(dest).get("destination")),
+                    as_dict(as_dict(dest).get("destination")),
                 )
-            mirror = _dict(_dict(route).get("mirror"))
+            mirror = as_dict(as_dict(route).get("mirror"))
             if mirror:
                 yield f"spec.{kind}[{i}].mirror", mirror
 
 
 def _policy_rules(policy: Resource) -> Iterator[tuple[int, Doc]]:
-    for i, rule in enumerate(_list(policy.spec.get("rules"))):
-        yield i, _dict(rule)
+    for i, rule in enumerate(as_list(policy.spec.get("rules"))):
+        yield i, as_dict(rule)
 
 
 def _sources(rule: Doc) -> Iterator[tuple[str, str]]:
-    for j, source in enumerate(_list(rule.get("from"))):
-        source = _dict(_dict(source).get("source"))
+    for j, source in enumerate(as_list(rule.get("from"))):
+        source = as_dict(as_dict(source).get("source"))
         for key in ("principals", "notPrincipals"):
-            for k, value in enumerate(_list(source.get(key))):
+            for k, value in enumerate(as_list(source.get(key))):
                 yield f"from[{j}].source.{key}[{k}]", str(value)
 
 
 def _operation_paths(rule: Doc) -> Iterator[tuple[str, str]]:
-    for j, to in enumerate(_list(rule.get("to"))):
-        operation = _dict(_dict(to).get("operation"))
+    for j, to in enumerate(as_list(rule.get("to"))):
+        operation = as_dict(as_dict(to).get("operation"))
         for key in ("paths", "notPaths"):
-            for k, value in enumerate(_list(operation.get(key))):
+            for k, value in enumerate(as_list(operation.get(key))):
                 yield f"to[{j}].operation.{key}[{k}]", str(value)
 
 
@@ -174,8 +166,8 @@ def weights(mesh: Mesh, _contracts: Contracts) -> Iterator[Finding]:
     """VirtualService weights are percentages; GRPCRoute weights are proportions."""
     for vs in mesh.of_kind("VirtualService"):
         for kind in ("http", "tcp", "tls"):
-            for i, route in enumerate(_list(vs.spec.get(kind))):
-                destinations = [_dict(d) for d in _list(_dict(route).get("route"))]
+            for i, route in enumerate(as_list(vs.spec.get(kind))):
+                destinations = [as_dict(d) for d in as_list(as_dict(route).get("route"))]
                 given = [d["weight"] for d in destinations if "weight" in d]
                 if len(destinations) > 1 or given:
                     total = sum(w for w in given if isinstance(w, int))
@@ -184,8 +176,8 @@ def weights(mesh: Mesh, _contracts: Contracts) -> Iterator[Finding]:
                             f"spec.{kind}[{i}].route", f"weights sum to {total}, not 100"
                         )
     for route in mesh.of_kind("GRPCRoute"):
-        for i, rule in enumerate(_list(route.spec.get("rules"))):
-            refs = [_dict(r) for r in _list(_dict(rule).get("backendRefs"))]
+        for i, rule in enumerate(as_list(route.spec.get("rules"))):
+            refs = [as_dict(r) for r in as_list(as_dict(rule).get("backendRefs"))]
             if refs and sum(int(r.get("weight", 1)) for r in refs) == 0:
                 yield route.finding(f"spec.rules[{i}].backendRefs", "every weight is 0")
 
@@ -194,7 +186,7 @@ def hosts(mesh: Mesh, _contracts: Contracts) -> Iterator[Finding]:
     """Every host, backend and peer address names a Service (and a port it has)."""
 
     def missing(resource: Resource, path: str, host: str, port: Any = None) -> Iterator[Finding]:
-        service = _service(mesh, host, resource.namespace)
+        service = service_for_host(mesh, host, resource.namespace)
         if service is None:
             yield resource.finding(path, f"host {host!r} is not a Service in the mesh")
         elif port is not None and port not in [p.get("port") for p in _service_ports(service)]:
@@ -202,34 +194,34 @@ def hosts(mesh: Mesh, _contracts: Contracts) -> Iterator[Finding]:
 
     for vs in mesh.of_kind("VirtualService"):
         if _mesh_bound(vs):
-            for j, host in enumerate(_list(vs.spec.get("hosts"))):
+            for j, host in enumerate(as_list(vs.spec.get("hosts"))):
                 yield from missing(vs, f"spec.hosts[{j}]", str(host))
-        for j, gateway in enumerate(_list(vs.spec.get("gateways"))):
+        for j, gateway in enumerate(as_list(vs.spec.get("gateways"))):
             ns, _, name = str(gateway).rpartition("/")
             if gateway != "mesh" and mesh.get("Gateway", name, ns or vs.namespace) is None:
                 yield vs.finding(f"spec.gateways[{j}]", f"Gateway {gateway!r} is not in the mesh")
         for path, dest in _destinations(vs):
-            port = _dict(dest.get("port")).get("number")
+            port = as_dict(dest.get("port")).get("number")
             yield from missing(vs, f"{path}.host", str(dest.get("host", "")), port)
     for dr in mesh.of_kind("DestinationRule"):
         yield from missing(dr, "spec.host", str(dr.spec.get("host", "")))
     for route in mesh.of_kind("GRPCRoute"):
-        for i, parent in enumerate(_list(route.spec.get("parentRefs"))):
-            parent = _dict(parent)
+        for i, parent in enumerate(as_list(route.spec.get("parentRefs"))):
+            parent = as_dict(parent)
             if parent.get("kind") == "Service":
                 yield from missing(
                     route, f"spec.parentRefs[{i}]", parent["name"], parent.get("port")
                 )
-        for i, rule in enumerate(_list(route.spec.get("rules"))):
-            for j, ref in enumerate(_list(_dict(rule).get("backendRefs"))):
-                ref = _dict(ref)
+        for i, rule in enumerate(as_list(route.spec.get("rules"))):
+            for j, ref in enumerate(as_list(as_dict(rule).get("backendRefs"))):
+                ref = as_dict(ref)
                 if ref.get("kind", "Service") == "Service":
                     path = f"spec.rules[{i}].backendRefs[{j}]"
                     yield from missing(route, path, str(ref.get("name")), ref.get("port"))
     for deployment in mesh.of_kind("Deployment"):
         for c, container in enumerate(_containers(deployment)):
-            for e, env in enumerate(_list(container.get("env"))):
-                env = _dict(env)
+            for e, env in enumerate(as_list(container.get("env"))):
+                env = as_dict(env)
                 if str(env.get("name", "")).endswith("_ADDR") and "value" in env:
                     host, _, port = str(env["value"]).rpartition(":")
                     path = f"spec.template.spec.containers[{c}].env[{e}].value"
@@ -241,15 +233,15 @@ def hosts(mesh: Mesh, _contracts: Contracts) -> Iterator[Finding]:
 def selectors(mesh: Mesh, _contracts: Contracts) -> Iterator[Finding]:
     """Services and policies select a workload; workloads run as a ServiceAccount that exists."""
     for service in mesh.of_kind("Service"):
-        selector = _dict(service.spec.get("selector"))
+        selector = as_dict(service.spec.get("selector"))
         if not _selected(mesh, selector, service.namespace):
             yield service.finding("spec.selector", f"{selector} selects no Deployment")
     for policy in mesh.of_kind("AuthorizationPolicy"):
-        selector = _dict(_dict(policy.spec.get("selector")).get("matchLabels"))
+        selector = as_dict(as_dict(policy.spec.get("selector")).get("matchLabels"))
         if selector and not _selected(mesh, selector, policy.namespace):
             yield policy.finding("spec.selector.matchLabels", f"{selector} selects no Deployment")
     for deployment in mesh.of_kind("Deployment"):
-        pod = _dict(_dict(deployment.spec.get("template")).get("spec"))
+        pod = as_dict(as_dict(deployment.spec.get("template")).get("spec"))
         account = pod.get("serviceAccountName", "default")
         if mesh.get("ServiceAccount", str(account), deployment.namespace) is None:
             yield deployment.finding(
@@ -262,23 +254,25 @@ def subsets(mesh: Mesh, _contracts: Contracts) -> Iterator[Finding]:
     """Every subset a route names is defined for its host and selects a running version."""
     rules: dict[tuple[str, str], Resource] = {}
     for dr in mesh.of_kind("DestinationRule"):
-        service = _service(mesh, str(dr.spec.get("host", "")), dr.namespace)
+        service = service_for_host(mesh, str(dr.spec.get("host", "")), dr.namespace)
         if service is not None:
             rules[(service.namespace, service.name)] = dr
-            selector = _dict(service.spec.get("selector"))
-            for i, subset in enumerate(_list(dr.spec.get("subsets"))):
-                labels = {**selector, **_dict(_dict(subset).get("labels"))}
+            selector = as_dict(service.spec.get("selector"))
+            for i, subset in enumerate(as_list(dr.spec.get("subsets"))):
+                labels = {**selector, **as_dict(as_dict(subset).get("labels"))}
                 if not _selected(mesh, labels, service.namespace):
                     yield dr.finding(f"spec.subsets[{i}].labels", f"{labels} selects no Deployment")
     for vs in mesh.of_kind("VirtualService"):
         for path, dest in _destinations(vs):
             if "subset" not in dest:
                 continue
-            service = _service(mesh, str(dest.get("host", "")), vs.namespace)
+            service = service_for_host(mesh, str(dest.get("host", "")), vs.namespace)
             if service is None:
                 continue  # reported by `hosts`
             rule = rules.get((service.namespace, service.name))
-            names = [_dict(s).get("name") for s in _list(rule.spec.get("subsets"))] if rule else []
+            names = (
+                [as_dict(s).get("name") for s in as_list(rule.spec.get("subsets"))] if rule else []
+            )
             if dest["subset"] not in names:
                 yield vs.finding(
                     f"{path}.subset",
@@ -311,7 +305,7 @@ def methods(mesh: Mesh, contracts: Contracts) -> Iterator[Finding]:
     """Policy paths on gRPC workloads are methods the workload serves; the gateway's are on REST."""
     gateway = principal(REST_GATEWAY_ACCOUNT)
     for policy in mesh.of_kind("AuthorizationPolicy"):
-        selector = _dict(_dict(policy.spec.get("selector")).get("matchLabels"))
+        selector = as_dict(as_dict(policy.spec.get("selector")).get("matchLabels"))
         workloads = _selected(mesh, selector, policy.namespace) if selector else []
         apps = {str(_template_labels(d).get("app")) for d in workloads}
         grpc = any(_grpc_ports(c) for d in workloads for c in _containers(d))
@@ -335,7 +329,7 @@ def methods(mesh: Mesh, contracts: Contracts) -> Iterator[Finding]:
 def grpc_ports(mesh: Mesh, _contracts: Contracts) -> Iterator[Finding]:
     """A Service port in front of a gRPC port says so: named `grpc[-*]`, `appProtocol: grpc`."""
     for service in mesh.of_kind("Service"):
-        workloads = _selected(mesh, _dict(service.spec.get("selector")), service.namespace)
+        workloads = _selected(mesh, as_dict(service.spec.get("selector")), service.namespace)
         for i, port in enumerate(_service_ports(service)):
             target: int | str = port.get("targetPort") or port.get("port", 0)
             name, protocol = str(port.get("name", "")), port.get("appProtocol")
@@ -361,7 +355,7 @@ def baseline(mesh: Mesh, _contracts: Contracts) -> Iterator[Finding]:
         for p in mesh.of_kind("PeerAuthentication")
         if p.namespace == ISTIO_ROOT_NAMESPACE
         and "selector" not in p.spec
-        and _dict(p.spec.get("mtls")).get("mode") == "STRICT"
+        and as_dict(p.spec.get("mtls")).get("mode") == "STRICT"
     ]
     if not strict:
         yield Finding(
@@ -416,12 +410,12 @@ def route_conflicts(mesh: Mesh, _contracts: Contracts) -> Iterator[Finding]:
         (service.namespace, service.name): vs
         for vs in mesh.of_kind("VirtualService")
         if _mesh_bound(vs)
-        for host in _list(vs.spec.get("hosts"))
-        if (service := _service(mesh, str(host), vs.namespace)) is not None
+        for host in as_list(vs.spec.get("hosts"))
+        if (service := service_for_host(mesh, str(host), vs.namespace)) is not None
     }
     for route in mesh.of_kind("GRPCRoute"):
-        for i, parent in enumerate(_list(route.spec.get("parentRefs"))):
-            parent = _dict(parent)
+        for i, parent in enumerate(as_list(route.spec.get("parentRefs"))):
+            parent = as_dict(parent)
             vs = routed.get(
                 (str(parent.get("namespace", route.namespace)), str(parent.get("name")))
             )

@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mesh.check.model import Doc, Mesh, Resource
+from mesh.check.model import Doc, Mesh, Resource, as_dict, as_list
 from mesh.check.semantic import TRUST_DOMAIN
 from mesh.local.clusters import inbound_cluster_name
-from mesh.local.fields import allow_only, as_dict, as_list, error
+from mesh.local.fields import allow_only, error
 from mesh.local.workloads import Ports, Workload
 from mesh.local.xds import JSON, typed
 

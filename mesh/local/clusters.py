@@ -6,10 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from mesh.check.model import Doc, Finding, Mesh, MeshError, Resource
+from mesh.check.model import (
+    Doc,
+    Finding,
+    Mesh,
+    MeshError,
+    Resource,
+    as_dict,
+    as_list,
+    service_for_host,
+)
 from mesh.local import mtls
 from mesh.local.ca import Identity
-from mesh.local.fields import allow_only, as_dict, as_list, duration, error, find_service
+from mesh.local.fields import allow_only, duration, error
 from mesh.local.routes import Target
 from mesh.local.workloads import Ports, Workload
 from mesh.local.xds import JSON, socket_address, typed
@@ -33,13 +42,13 @@ def outbound_cluster(
     plan: Mapping[str, Ports],
     identity: Identity,
 ) -> JSON:
-    service = find_service(mesh, target.host)
+    service = service_for_host(mesh, target.host)
     assert service is not None  # routes resolved it
     rule = next(
         (
             dr
             for dr in mesh.of_kind("DestinationRule")
-            if find_service(mesh, str(dr.spec.get("host", ""))) == service
+            if service_for_host(mesh, str(dr.spec.get("host", ""))) == service
         ),
         None,
     )

@@ -4,8 +4,8 @@ sidecar's inbound or outbound filter chain.
 
 from __future__ import annotations
 
-from mesh.check.model import Mesh
-from mesh.local.fields import allow_only, as_dict, as_list, error
+from mesh.check.model import Mesh, as_dict, as_list
+from mesh.local.fields import allow_only, error
 from mesh.local.workloads import Workload
 from mesh.local.xds import JSON
 

@@ -7,16 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from mesh.check.model import Doc, Mesh, MeshError, Resource
+from mesh.check.model import Doc, Mesh, MeshError, Resource, as_dict, as_list, service_for_host
 from mesh.check.semantic import parse_duration
-
-
-def as_dict(value: Any) -> Doc:
-    return value if isinstance(value, dict) else {}
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def error(resource: Resource, where: str, message: str) -> MeshError:
@@ -38,14 +30,9 @@ def duration(resource: Resource, where: str, value: Any) -> str:
     return f"{seconds:.6f}".rstrip("0").rstrip(".") + "s"
 
 
-def find_service(mesh: Mesh, host: str) -> Resource | None:
-    short = host.split(".")[0]
-    return mesh.get("Service", short)
-
-
 def backend_service(mesh: Mesh, resource: Resource, where: str, host: str) -> Resource:
     """The Service a route sends calls to, or an error at `where`."""
-    service = find_service(mesh, host)
+    service = service_for_host(mesh, host, resource.namespace)
     if service is None:
         raise error(resource, where, "not a Service in the mesh")
     return service

@@ -7,17 +7,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mesh.check.model import Doc, Finding, Mesh, MeshError, Resource
-from mesh.local.fields import (
-    allow_only,
+from mesh.check.model import (
+    Doc,
+    Finding,
+    Mesh,
+    MeshError,
+    Resource,
     as_dict,
     as_list,
-    backend_service,
-    duration,
-    error,
-    find_service,
-    service_port,
+    service_for_host,
 )
+from mesh.local.fields import allow_only, backend_service, duration, error, service_port
 from mesh.local.xds import JSON, typed
 
 # Istio's defaults where a resource is silent (pilot/pkg/networking/core).
@@ -89,7 +89,7 @@ def outbound_routes_name(host: str) -> str:
 
 def outbound_routes(mesh: Mesh, host: str) -> tuple[JSON, list[Target]]:
     """The routes for calls to `host`: from its VirtualService or GRPCRoute, or a default."""
-    service = find_service(mesh, host)
+    service = service_for_host(mesh, host)
     if service is None:
         raise MeshError(
             [

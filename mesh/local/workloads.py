@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mesh.check.model import Mesh, Resource
+from mesh.check.model import Mesh, Resource, as_dict, as_list
 from mesh.check.semantic import ISTIO_ROOT_NAMESPACE
-from mesh.local.fields import as_dict, as_list, error
+from mesh.local.fields import error
 
 
 @dataclass(frozen=True)
