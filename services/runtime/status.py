@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from services.runtime.errors import (
     ERROR_DOMAIN,
@@ -62,6 +62,3 @@ def rich_status(error: DomainError) -> tuple[grpc.StatusCode, status_pb2.Status]
     status = status_pb2.Status(code=code.value[0], message=error.message, details=[detail])
     return code, status
 
-
-def internal_status() -> status_pb2.Status:
-    return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
