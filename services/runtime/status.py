@@ -61,4 +61,3 @@ def rich_status(error: DomainError) -> tuple[grpc.StatusCode, status_pb2.Status]
         detail = _pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))
     status = status_pb2.Status(code=code.value[0], message=error.message, details=[detail])
     return code, status
-
