@@ -84,6 +84,17 @@ def _template_labels(deployment: Resource) -> Doc:
     return as_dict(as_dict(as_dict(deployment.spec.get("template")).get("metadata")).get("labels"))
 
 
+# A pod annotation naming the shared gRPC services a workload serves besides `shop.<app>.*`.
+SERVES_ANNOTATION = "shop.example.com/serves"
+
+
+def _serves(deployment: Resource) -> set[str]:
+    """Full names of the shared gRPC services a Deployment declares it serves."""
+    metadata = as_dict(as_dict(deployment.spec.get("template")).get("metadata"))
+    declared = str(as_dict(metadata.get("annotations")).get(SERVES_ANNOTATION, ""))
+    return {name.strip() for name in declared.split(",") if name.strip()}
+
+
 def _selected(mesh: Mesh, selector: Doc, namespace: str) -> list[Resource]:
     return [
         d
@@ -308,6 +319,7 @@ def methods(mesh: Mesh, contracts: Contracts) -> Iterator[Finding]:
         selector = as_dict(as_dict(policy.spec.get("selector")).get("matchLabels"))
         workloads = _selected(mesh, selector, policy.namespace) if selector else []
         apps = {str(_template_labels(d).get("app")) for d in workloads}
+        shared = set.intersection(*(_serves(d) for d in workloads)) if workloads else set()
         grpc = any(_grpc_ports(c) for d in workloads for c in _containers(d))
         if not grpc:
             continue
@@ -315,10 +327,13 @@ def methods(mesh: Mesh, contracts: Contracts) -> Iterator[Finding]:
             callers = {value for _, value in _sources(rule)}
             for path, value in _operation_paths(rule):
                 where = f"spec.rules[{i}].{path}"
-                package = value[1:].split("/")[0].rpartition(".")[0]
+                service = value[1:].split("/")[0]
+                package = service.rpartition(".")[0]
                 if value not in contracts.methods:
                     yield policy.finding(where, f"{value!r} is not a gRPC method in the contracts")
-                elif not any(package.startswith(f"shop.{app}.") for app in apps):
+                elif service not in shared and not any(
+                    package.startswith(f"shop.{app}.") for app in apps
+                ):
                     yield policy.finding(where, f"{value!r} is not served by {sorted(apps)}")
                 elif gateway in callers and value not in contracts.rest_methods:
                     yield policy.finding(

@@ -35,6 +35,7 @@ SERVICES = tuple(DEFAULT_PORTS)
 # Which peers each workload calls, as the `<PEER>_ADDR` settings it needs.
 PEERS: Mapping[str, Sequence[str]] = {
     "orders": ("users", "catalog", "payments"),
+    "notifications": ("orders", "payments"),
     "gateway": SERVICES,
 }
 

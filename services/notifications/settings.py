@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
-from services.runtime.settings import ServiceSettings
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.runtime.settings import Env, ServerSettings
 
 
-class Settings(ServiceSettings):
-    NAME = "notifications"
-    DEFAULT_PORT = 50055
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings
+    database_path: str
+    # The producers whose event streams feed the notifications.
+    orders_addr: str
+    payments_addr: str
+    retry_seconds: float
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        env = Env(environ)
+        return cls(
+            server=ServerSettings.from_env("notifications", environ, default_port=50055),
+            database_path=env.string("DATABASE_PATH", "var/notifications.db"),
+            orders_addr=env.string("ORDERS_ADDR"),
+            payments_addr=env.string("PAYMENTS_ADDR"),
+            retry_seconds=env.number("EVENTS_RETRY_SECONDS", 0.5),
+        )

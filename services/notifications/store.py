@@ -1,4 +1,5 @@
-"""SQLite storage for notifications, keyed by notification id so redelivered events add nothing."""
+"""SQLite storage for the feed: notifications, the event ids applied (the inbox), each source's
+offset and the events set aside, all changed together so a redelivered event adds nothing."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import sqlite3
 from datetime import UTC, datetime
 
 from services.notifications.domain import Notification
-from services.runtime.sqlite import connect
+from services.runtime.sqlite import connect, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS notifications (
@@ -18,6 +19,24 @@ CREATE TABLE IF NOT EXISTS notifications (
 );
 CREATE INDEX IF NOT EXISTS notifications_by_user
     ON notifications (user_id, create_time DESC, notification_id DESC);
+CREATE TABLE IF NOT EXISTS applied_events (
+    event_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    offset INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS source_offsets (
+    source TEXT PRIMARY KEY,
+    offset INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    source TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (source, offset)
+);
 """
 
 
@@ -41,6 +60,9 @@ class SqliteNotificationStore:
         self._db = connect(path, SCHEMA)
 
     def add(self, notification: Notification) -> None:
+        self._insert(notification)
+
+    def _insert(self, notification: Notification) -> None:
         self._db.execute(
             "INSERT INTO notifications (notification_id, user_id, subject, body, create_time)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (notification_id) DO NOTHING",
@@ -60,6 +82,44 @@ class SqliteNotificationStore:
             (user_id, limit, offset),
         ).fetchall()
         return [_notification(row) for row in rows]
+
+    def applied_offset(self, source: str) -> int:
+        row = self._db.execute(
+            "SELECT offset FROM source_offsets WHERE source = ?", (source,)
+        ).fetchone()
+        return 0 if row is None else int(row["offset"])
+
+    def apply(
+        self, source: str, offset: int, event_id: str, notification: Notification | None
+    ) -> bool:
+        with transaction(self._db):
+            new = self._db.execute(
+                "INSERT INTO applied_events (event_id, source, offset) VALUES (?, ?, ?)"
+                " ON CONFLICT (event_id) DO NOTHING",
+                (event_id, source, offset),
+            ).rowcount
+            if new and notification is not None:
+                self._insert(notification)
+            self._advance(source, offset)
+        return bool(new)
+
+    def set_aside(
+        self, source: str, offset: int, event_id: str, subject: str, payload: bytes, reason: str
+    ) -> None:
+        with transaction(self._db):
+            self._db.execute(
+                "INSERT INTO dead_letters (source, offset, event_id, subject, payload, reason)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source, offset) DO NOTHING",
+                (source, offset, event_id, subject, payload, reason),
+            )
+            self._advance(source, offset)
+
+    def _advance(self, source: str, offset: int) -> None:
+        self._db.execute(
+            "INSERT INTO source_offsets (source, offset) VALUES (?, ?)"
+            " ON CONFLICT (source) DO UPDATE SET offset = max(offset, excluded.offset)",
+            (source, offset),
+        )
 
     def close(self) -> None:
         self._db.close()

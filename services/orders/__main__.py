@@ -11,6 +11,7 @@ from services.orders.servicer import OrderServicerV1, OrderServicerV2
 from services.orders.settings import Settings
 from services.orders.store import SqliteOrderStore
 from services.runtime.channels import open_channel
+from services.runtime.event_stream import event_stream_service
 from services.runtime.server import Service, serve
 from shop.orders.v1 import orders_pb2 as v1
 from shop.orders.v1 import orders_pb2_grpc as v1_grpc
@@ -30,8 +31,9 @@ async def main() -> None:
         for address in (settings.users_addr, settings.catalog_addr, settings.payments_addr)
     ]
     users, catalog, payments = channels
+    store = SqliteOrderStore(settings.database_path)
     orders = Orders(
-        SqliteOrderStore(settings.database_path),
+        store,
         UsersClient(users),
         CatalogClient(catalog),
         PaymentsClient(payments),
@@ -48,6 +50,7 @@ async def main() -> None:
             v2_grpc.add_OrderServiceServicer_to_server,
             OrderServicerV2(orders),
         ),
+        event_stream_service(store.outbox),
     ]
     recovery: list[asyncio.Task[None]] = []
 

@@ -143,7 +143,8 @@ class Payments(Protocol):
 
 class OrderStore(Protocol):
     def create(self, order: Order, owner: str, lease_seconds: float) -> Order | None:
-        """Insert a new order leased to `owner`; None when its request id already exists."""
+        """Insert a new order leased to `owner`, with the event announcing it, in one
+        transaction; None when its request id already exists."""
         ...
 
     def get(self, order_id: str) -> Order | None: ...
@@ -153,7 +154,7 @@ class OrderStore(Protocol):
     def list_for_user(self, user_id: str, offset: int, limit: int) -> list[Order]: ...
 
     def save(self, order: Order, owner: str, lease_seconds: float) -> None:
-        """Persist a saga step and extend the owner's lease on the order."""
+        """Persist a saga step, with the events it announces, and extend the owner's lease."""
         ...
 
     def claim(self, order_id: str, owner: str, lease_seconds: float) -> bool:

@@ -1,4 +1,5 @@
-"""SQLite storage for orders and their saga state, with leases so one process runs each saga."""
+"""SQLite storage for orders and their saga state, with leases so one process runs each saga, and
+the outbox: each transition's events are committed with it."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import sqlite3
 import time
 from datetime import datetime
 
+from services.orders import events
 from services.orders.domain import Address, Item, Order, OrderStore, Status, Step
-from services.runtime.sqlite import connect
+from services.runtime.outbox import Outbox
+from services.runtime.sqlite import connect, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -84,14 +87,17 @@ def _order(row: sqlite3.Row) -> Order:
 class SqliteOrderStore(OrderStore):
     def __init__(self, path: str) -> None:
         self._db = connect(path, SCHEMA)
+        self.outbox = Outbox(self._db)
 
     def create(self, order: Order, owner: str, lease_seconds: float) -> Order | None:
         try:
-            self._db.execute(
-                f"INSERT INTO orders ({_COLUMNS}, lease_owner, lease_until) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*_row(order), owner, time.time() + lease_seconds),
-            )
+            with transaction(self._db):
+                self._db.execute(
+                    f"INSERT INTO orders ({_COLUMNS}, lease_owner, lease_until) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*_row(order), owner, time.time() + lease_seconds),
+                )
+                self.outbox.append([events.placed(order)])
         except sqlite3.IntegrityError:
             return None
         return order
@@ -116,23 +122,25 @@ class SqliteOrderStore(OrderStore):
         return [_order(row) for row in rows]
 
     def save(self, order: Order, owner: str, lease_seconds: float) -> None:
-        self._db.execute(
-            "UPDATE orders SET items = ?, status = ?, step = ?, total_cents = ?, "
-            "status_reason = ?, payment_id = ?, update_time = ?, lease_owner = ?, lease_until = ? "
-            "WHERE order_id = ?",
-            (
-                _items_json(order.items),
-                order.status.value,
-                order.step.value,
-                order.total_cents,
-                order.status_reason,
-                order.payment_id,
-                order.update_time.isoformat(),
-                owner,
-                time.time() + lease_seconds,
-                order.order_id,
-            ),
-        )
+        with transaction(self._db):
+            self._db.execute(
+                "UPDATE orders SET items = ?, status = ?, step = ?, total_cents = ?, "
+                "status_reason = ?, payment_id = ?, update_time = ?, lease_owner = ?, "
+                "lease_until = ? WHERE order_id = ?",
+                (
+                    _items_json(order.items),
+                    order.status.value,
+                    order.step.value,
+                    order.total_cents,
+                    order.status_reason,
+                    order.payment_id,
+                    order.update_time.isoformat(),
+                    owner,
+                    time.time() + lease_seconds,
+                    order.order_id,
+                ),
+            )
+            self.outbox.append(events.saved(order))
 
     def claim(self, order_id: str, owner: str, lease_seconds: float) -> bool:
         now = time.time()

@@ -9,19 +9,20 @@ from services.payments.domain import Payments
 from services.payments.servicer import PaymentServicer
 from services.payments.settings import Settings
 from services.payments.store import SqlitePaymentStore
+from services.runtime.event_stream import event_stream_service
 from services.runtime.server import Service, serve
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
 
 
 async def main() -> None:
     settings = Settings.from_env(os.environ)
-    payments = Payments(SqlitePaymentStore(settings.database_path))
+    store = SqlitePaymentStore(settings.database_path)
     service = Service(
         payments_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name,
         payments_pb2_grpc.add_PaymentServiceServicer_to_server,
-        PaymentServicer(payments),
+        PaymentServicer(Payments(store)),
     )
-    await serve(settings.server, [service])
+    await serve(settings.server, [service, event_stream_service(store.outbox)])
 
 
 if __name__ == "__main__":

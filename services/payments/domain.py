@@ -45,7 +45,8 @@ class PaymentStore(Protocol):
 
     def get(self, payment_id: str) -> Payment | None: ...
 
-    def set_state(self, payment_id: str, state: PaymentState) -> None: ...
+    def set_state(self, payment_id: str, state: PaymentState) -> None:
+        """Change a payment's state inside `transaction()`, with the event announcing it."""
 
 
 class Payments:

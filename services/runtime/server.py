@@ -27,11 +27,13 @@ Context = aio.ServicerContext[Any, Any]
 
 @dataclass(frozen=True)
 class Service:
-    """A servicer to mount: its full proto name and the generated `add_*_to_server` function."""
+    """A servicer to mount: its full proto name and the generated `add_*_to_server` function;
+    `on_stop` runs when shutdown starts (e.g. to end long-lived streams)."""
 
     name: str
     add_to_server: Callable[[Any, aio.Server], None]
     servicer: object
+    on_stop: Callable[[], None] | None = None
 
 
 @dataclass
@@ -43,10 +45,13 @@ class RunningServer:
     port: int
     metrics_port: int | None
     service_names: tuple[str, ...]
+    stop_hooks: tuple[Callable[[], None], ...] = ()
 
     async def stop(self, grace: float) -> None:
         for name in ("", *self.service_names):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        for hook in self.stop_hooks:
+            hook()
         await self.server.stop(grace)
 
 
@@ -78,7 +83,8 @@ async def build_server(settings: ServerSettings, services: Sequence[Service]) ->
     metrics_port = None
     if metrics is not None and settings.metrics_port:
         metrics_port = metrics.serve(settings.host, settings.metrics_port)
-    return RunningServer(server, health, port, metrics_port, names)
+    hooks = tuple(service.on_stop for service in services if service.on_stop is not None)
+    return RunningServer(server, health, port, metrics_port, names, hooks)
 
 
 async def serve(

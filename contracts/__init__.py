@@ -1,0 +1,1 @@
+"""The contracts' Python side: Avro schemas and their codec, compatibility gates, pact glue."""
