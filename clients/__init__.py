@@ -1,0 +1,1 @@
+"""Real consumers of the shop's contracts, one folder per language."""
