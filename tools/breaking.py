@@ -172,17 +172,18 @@ def make_workspace(protos: Path, workspace: Path) -> Path:
     return workspace
 
 
-def export_ref(ref: str, destination: Path) -> str | None:
-    """Extract the contracts of git `ref` into `destination`; a note instead if there are none."""
+def export_ref(ref: str, destination: Path, folder: str = MODULE, repo: Path = ROOT) -> str | None:
+    """Extract `folder` (the protos) of git `ref` in `repo` into `destination`; a note instead if
+    there is none."""
 
     def git(*args: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True)
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True)
 
     if git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").returncode != 0:
         return f"baseline {ref!r} does not exist (first commit or shallow clone?)"
-    if git("cat-file", "-e", f"{ref}:{MODULE}").returncode != 0:
-        return f"baseline {ref!r} has no {MODULE}/ directory"
-    archive = git("archive", "--format=tar", ref, "--", MODULE)
+    if git("cat-file", "-e", f"{ref}:{folder}").returncode != 0:
+        return f"baseline {ref!r} has no {folder}/ directory"
+    archive = git("archive", "--format=tar", ref, "--", folder)
     if archive.returncode != 0:
         raise GateError(f"git archive {ref} failed: {archive.stderr.decode()}")
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
