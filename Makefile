@@ -54,6 +54,10 @@ proto-polyglot: setup ## Generate Go and TypeScript stubs into gen/go and gen/ts
 breaking: descriptors ## Breaking-change gate (buf + REST bindings) against AGAINST (default: main)
 	$(PY) -m tools.breaking --against $(AGAINST)
 
+.PHONY: compat
+compat: descriptors ## All schema gates in one report (Avro modes and immutability, `breaking`) against AGAINST
+	$(PY) -m tools.compat --against $(AGAINST)
+
 MESH ?= on
 SCENARIO ?=
 
@@ -95,7 +99,7 @@ bench-services: descriptors ## Benchmark GetProduct and PlaceOrder, telemetry on
 
 .PHONY: ci
 ci: setup check-generated lint test ## What CI runs
-	$(MAKE) breaking AGAINST=HEAD~1
+	$(MAKE) compat AGAINST=HEAD~1
 
 .PHONY: openapi
 openapi: descriptors ## Write the gateway's OpenAPI 3.1 document to build/openapi.json
