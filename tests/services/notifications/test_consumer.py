@@ -1,0 +1,124 @@
+"""The feed from events, in process: a real outbox stream consumed into the real store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from contracts.schemas import default_registry, encode
+from services.notifications.consumer import FeedConsumer
+from services.notifications.domain import Notifications
+from services.notifications.store import SqliteNotificationStore
+from services.runtime.event_consumer import consume
+from services.runtime.event_stream import event_stream_service
+from services.runtime.outbox import NewEvent, Outbox
+from services.runtime.server import build_server
+from services.runtime.sqlite import connect, transaction
+from tests.services.conftest import server_settings
+
+WHEN = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+
+
+def placed(n: int) -> NewEvent:
+    record = {
+        "order_id": f"ord_{n}",
+        "user_id": "usr_ann",
+        "items": [{"product_id": "sku-mug", "quantity": n}],
+        "shipping_country": None,
+        "occurred_at": WHEN,
+    }
+    return NewEvent("shop.orders.OrderPlaced", f"ord_{n}", record)
+
+
+def publish(outbox: Outbox, *events: NewEvent) -> None:
+    with transaction(outbox.db):
+        outbox.append(events)
+
+
+async def feed_of(notifications: Notifications, want: int) -> list[str]:
+    """The feed's bodies once it has `want` entries, or whatever it has after 5 seconds."""
+    deadline = time.monotonic() + 5
+    while True:
+        bodies = [n.body for n in notifications.list("usr_ann", 100, "").notifications]
+        if len(bodies) >= want or time.monotonic() > deadline:
+            return bodies
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def outbox() -> Outbox:
+    return Outbox(connect(":memory:", ""))
+
+
+async def run_feed(outbox: Outbox, notifications: Notifications, want: int) -> list[str]:
+    """Serve `outbox`, consume it into `notifications` until `want` entries, then stop."""
+    running = await build_server(server_settings(), [event_stream_service(outbox)])
+    feed = FeedConsumer(notifications, default_registry())
+    task = asyncio.create_task(
+        consume(f"127.0.0.1:{running.port}", "orders", "notifications", feed, retry_seconds=0.05)
+    )
+    try:
+        return await feed_of(notifications, want)
+    finally:
+        task.cancel()
+        await running.stop(0)
+
+
+async def test_events_become_feed_entries_once_even_when_replayed(outbox: Outbox) -> None:
+    store = SqliteNotificationStore(":memory:")
+    notifications = Notifications(store)
+    publish(outbox, placed(1), placed(2))
+    assert await run_feed(outbox, notifications, 2) == [
+        "We received order ord_2 for 2 item(s).",
+        "We received order ord_1 for 1 item(s).",
+    ]
+    offset = store.applied_offset("orders")
+    assert offset == outbox.after(0, 10)[-1].offset
+    # Forget the offset, as a lost commit would: the redelivered events add nothing.
+    store._db.execute("DELETE FROM source_offsets")
+    publish(outbox, placed(3))
+    bodies = await run_feed(outbox, notifications, 3)
+    assert sorted(bodies) == sorted(
+        f"We received order ord_{n} for {n} item(s)." for n in (1, 2, 3)
+    )
+
+
+async def test_an_undecodable_event_is_set_aside_and_delivery_goes_on(
+    outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SqliteNotificationStore(":memory:")
+    with transaction(outbox.db):
+        outbox.db.execute(
+            "INSERT INTO outbox (event_id, subject, key, payload, headers, create_time)"
+            " VALUES ('evt_bad', 'shop.orders.OrderPlaced', 'ord_x', ?, '{}', 0)",
+            (b"\x00\x00\x00\x00\x01\xff",),
+        )
+    publish(outbox, placed(1))
+    with caplog.at_level(logging.ERROR, logger="shop.notifications.events"):
+        bodies = await run_feed(outbox, Notifications(store), 1)
+    assert bodies == ["We received order ord_1 for 1 item(s)."]
+    (letter,) = store._db.execute("SELECT event_id, reason FROM dead_letters").fetchall()
+    assert letter["event_id"] == "evt_bad"
+    assert "shop.orders.OrderPlaced v1" in letter["reason"]
+    assert any(r.getMessage() == "event set aside: it cannot be decoded" for r in caplog.records)
+
+
+async def test_an_event_written_with_an_older_schema_is_read_with_the_newer_one(
+    outbox: Outbox,
+) -> None:
+    v1 = default_registry().subject("shop.orders.OrderPlaced").versions[0]
+    record = {**placed(5).record}
+    del record["shipping_country"]
+    with transaction(outbox.db):
+        outbox.db.execute(
+            "INSERT INTO outbox (event_id, subject, key, payload, headers, create_time)"
+            " VALUES ('evt_v1', 'shop.orders.OrderPlaced', 'ord_5', ?, ?, 0)",
+            (encode(v1, record), json.dumps({})),
+        )
+    bodies = await run_feed(outbox, Notifications(SqliteNotificationStore(":memory:")), 1)
+    assert bodies == ["We received order ord_5 for 5 item(s)."]
