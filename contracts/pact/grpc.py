@@ -33,10 +33,9 @@ from google.protobuf.message_factory import GetMessageClass
 from google.rpc import error_details_pb2, status_pb2
 from grpc import aio
 from pact import Pact, generate, match
-from pact.types import Message as PactMessage
 
 from contracts.pact import files
-from contracts.pact.states import StateServer
+from contracts.pact.states import ProviderHooks
 
 METHOD = "grpc-method"
 STATUS = "grpc-status"
@@ -45,6 +44,7 @@ RESPONSE_TYPE = "grpc-response-type"
 DESCRIPTORS = "grpc-descriptors"
 JSON_TYPE = "application/json"
 ERROR_INFO = "type.googleapis.com/" + error_details_pb2.ErrorInfo.DESCRIPTOR.full_name
+Reply = tuple[bytes, dict[str, str]]
 STATE_EXPRESSION = re.compile(r"\$\{(\w+)\}")
 
 
@@ -299,10 +299,10 @@ class _Generic(grpc.GenericRpcHandler):
 class GrpcProvider:
     """The Verifier's message handler: replays a synchronous message against a real service."""
 
-    def __init__(self, address: str, pacts: Sequence[Path], states: StateServer) -> None:
+    def __init__(self, address: str, pacts: Sequence[Path], hooks: ProviderHooks) -> None:
         self._channel = grpc.insecure_channel(address)
         self._interactions = files.interactions_by_description(list(pacts))
-        self._states = states
+        self._hooks = hooks
 
     def close(self) -> None:
         self._channel.close()
@@ -314,13 +314,13 @@ class GrpcProvider:
         for path, generator in generators.items():
             if generator.get("type") == "ProviderState" and path.startswith("$."):
                 content[path[2:]] = STATE_EXPRESSION.sub(
-                    lambda m: self._states.values.get(m.group(1), m.group(0)),
+                    lambda m: self._hooks.values.get(m.group(1), m.group(0)),
                     str(generator["expression"]),
                 )
         return content
 
-    def __call__(self, name: str, metadata: dict[str, Any] | None) -> PactMessage:
-        request = (metadata or {})["request"]
+    def __call__(self, name: str, verifier_request: Mapping[str, Any]) -> Reply:
+        request = verifier_request["request"]
         contract = Contract(request["metadata"])
         content = self._inject(name, dict(request["contents"].get("content") or {}))
         call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(
@@ -337,12 +337,8 @@ class GrpcProvider:
         return self._reply(json_format.MessageToDict(reply), grpc.StatusCode.OK.name)
 
     @staticmethod
-    def _reply(body: Mapping[str, Any], status: str) -> PactMessage:
-        return PactMessage(
-            contents=json.dumps(body, sort_keys=True).encode(),
-            metadata={STATUS: status, "contentType": JSON_TYPE},
-            content_type=JSON_TYPE,
-        )
+    def _reply(body: Mapping[str, Any], status: str) -> Reply:
+        return json.dumps(body, sort_keys=True).encode(), {STATUS: status, "contentType": JSON_TYPE}
 
 
 def _status_json(error: grpc.RpcError) -> dict[str, Any]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pact import Verifier
 
-from contracts.pact.states import StateServer
+from contracts.pact.states import MESSAGE_PATH, ProviderHooks
 
 
 @dataclass(frozen=True)
@@ -37,22 +36,19 @@ def _run(verifier: Verifier, provider: str, pacts: Sequence[Path]) -> Verificati
 
 
 def verify_http(
-    provider: str, pacts: Sequence[Path], base_url: str, states: StateServer
+    provider: str, pacts: Sequence[Path], base_url: str, hooks: ProviderHooks
 ) -> Verification:
     """Replay every HTTP interaction of `pacts` against `base_url`, after its provider states."""
     verifier = Verifier(provider, host="127.0.0.1").add_transport(url=base_url)
-    verifier.state_handler(states.url, body=True)
+    verifier.state_handler(hooks.state_url, body=True)
     return _run(verifier, provider, pacts)
 
 
-def verify_messages(
-    provider: str,
-    pacts: Sequence[Path],
-    produce: Callable[[str, dict[str, Any] | None], Any],
-    states: StateServer,
-) -> Verification:
-    """Verify message interactions: `produce(description, metadata)` returns the provider's
-    message (for a synchronous message, its response to the request in `metadata`)."""
-    verifier = Verifier(provider).message_handler(produce)
-    verifier.state_handler(states.url, body=True)
+def verify_messages(provider: str, pacts: Sequence[Path], hooks: ProviderHooks) -> Verification:
+    """Verify message interactions: `hooks.produce` makes each message (for a synchronous
+    message, the provider's response to the request it is given), after its provider states."""
+    verifier = Verifier(provider, host="127.0.0.1").add_transport(
+        protocol="message", port=hooks.port, path=MESSAGE_PATH
+    )
+    verifier.state_handler(hooks.state_url, body=True)
     return _run(verifier, provider, pacts)

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from contracts.pact import files
-from contracts.pact.states import StateServer
+from contracts.pact.states import ProviderHooks
 from contracts.pact.verify import verify_http
 from gateway import auth
 from gateway.settings import Settings
@@ -62,8 +62,8 @@ class ShopStates:
         assert reply.order.status == orders_pb2.ORDER_STATUS_CONFIRMED, reply
         return {**values, "orderId": reply.order.order_id}
 
-    def server(self) -> StateServer:
-        return StateServer(
+    def server(self) -> ProviderHooks:
+        return ProviderHooks(
             {
                 "the demo catalog is loaded": lambda params: None,  # catalog seeds it on start
                 "a user is signed in": self.signed_in_user,
@@ -75,20 +75,20 @@ class ShopStates:
 @pytest.fixture(scope="module")
 def gateway_url_and_states(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[str, StateServer]]:
+) -> Iterator[tuple[str, ProviderHooks]]:
     workdir: Path = tmp_path_factory.mktemp("gateway-provider")
     with LocalStack(workdir / "stack", env={"LOG_LEVEL": "WARNING"}) as stack:
         upstreams = {f"{name.upper()}_ADDR": stack.address(name) for name in stack.workloads}
         with (
             running_gateway(workdir / "gateway", upstreams) as (envoy, settings),
-            ShopStates(stack, settings).server() as states,
+            ShopStates(stack, settings).server() as hooks,
         ):
-            yield f"http://{envoy.address}", states
+            yield f"http://{envoy.address}", hooks
 
 
 def test_gateway_honours_every_rest_pact(
-    gateway_url_and_states: tuple[str, StateServer],
+    gateway_url_and_states: tuple[str, ProviderHooks],
 ) -> None:
-    url, states = gateway_url_and_states
-    result = verify_http(PROVIDER, files.pacts_for(PROVIDER), url, states)
+    url, hooks = gateway_url_and_states
+    result = verify_http(PROVIDER, files.pacts_for(PROVIDER), url, hooks)
     assert result.passed, str(result)
