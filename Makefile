@@ -97,8 +97,16 @@ bench: bench-services ## Run every benchmark (figures in build/bench/)
 bench-services: descriptors ## Benchmark GetProduct and PlaceOrder, telemetry on vs off (needs h2load, Go)
 	$(PY) -m bench.services_bench
 
+.PHONY: contracts
+contracts: descriptors ## Pact: consumer tests, fail on uncommitted pacts, verify providers, then compat
+	$(BIN)/pytest -q -m pact_consumer tests/contracts
+	@git add --intent-to-add contracts/pacts >/dev/null
+	@git diff --exit-code --stat -- contracts/pacts || { echo "contracts/pacts/ changed: review and commit the pacts" >&2; exit 1; }
+	$(BIN)/pytest -q -m pact_provider tests/contracts
+	$(MAKE) compat
+
 .PHONY: ci
-ci: setup check-generated lint test ## What CI runs
+ci: setup check-generated lint test contracts ## What CI runs
 	$(MAKE) compat AGAINST=HEAD~1
 
 .PHONY: openapi
