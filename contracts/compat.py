@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from itertools import takewhile
 from pathlib import Path
 from typing import Any, cast
 
@@ -116,8 +117,9 @@ def incompatibilities(
 ) -> list[Incompatibility]:
     """Why `reader` cannot read data written with `writer` (empty if it can), one entry per cause.
 
-    avro's verdict decides; its result keeps causes and locations in separate sets, so where it
-    finds several, the records, arrays and maps are checked part by part to pair them up again.
+    avro's verdict decides. Its result keeps causes and locations in separate sets, and resets the
+    location inside unions, so records, arrays and maps are checked part by part down to the
+    pair that breaks, which places each cause.
     """
     return _causes(reader, writer, (), set())
 
@@ -132,27 +134,19 @@ def _causes(
     result = checker.get_compatibility(reader, writer)
     if result.compatibility is not SchemaCompatibilityType.incompatible:
         return []
-    locations = sorted(loc for loc in result.locations if loc != "/") or ["/"]
-    if len(result.incompatibilities) == 1:
-        [message] = result.messages
-        return [
-            Incompatibility(result.incompatibilities[0], message, prefix + _tokens(locations[0]))
-        ]
     split: list[Incompatibility] = []
     if (id(reader), id(writer)) not in seen:
         seen.add((id(reader), id(writer)))
         split = _split(reader, writer, prefix, seen)
     if split:
         return split
-    # A union, or a cause the split did not find: one entry with every message, at the place
-    # the locations share.
-    common = [
-        t for t in zip(*(_tokens(loc) for loc in locations), strict=False) if len(set(t)) == 1
-    ]
+    # A leaf (primitive, enum, fixed, union), where avro's locations are relative to the pair: one
+    # cause at its place, or several (a union's branches) as one entry at the place they share.
+    locations = [_tokens(loc) for loc in result.locations if loc != "/"] or [()]
+    shared = takewhile(lambda t: len(set(t)) == 1, zip(*locations, strict=False))
+    common = tuple(t[0] for t in shared)
     message = "; ".join(sorted(result.messages))
-    return [
-        Incompatibility(result.incompatibilities[0], message, prefix + tuple(t[0] for t in common))
-    ]
+    return [Incompatibility(result.incompatibilities[0], message, prefix + common)]
 
 
 def _split(
@@ -208,9 +202,10 @@ def describe(found: Incompatibility, reader: avro.schema.Schema, r: int, w: int)
     if kind is Incompatible.name_mismatch:
         name = getattr(node, "fullname", "?")
         old = message.removeprefix("expected: ")
-        return f"{where}: type {name} was {old} in v{w}, and v{r} has no alias for it"
+        return f"{where} is type {name} in v{r} but {old} in v{w}, and v{r} has no alias for it"
     if kind is Incompatible.missing_enum_symbols:
-        return f"{where}: v{w} writes enum symbols {message} that v{r} lacks, with no enum default"
+        symbols = message.strip("{}")
+        return f"{where}: v{w} writes enum symbols {symbols} that v{r} lacks, with no enum default"
     if kind is Incompatible.fixed_size_mismatch:
         return f"{where}: fixed size differs ({message})"
     return f"{where}: {message}"
