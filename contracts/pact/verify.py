@@ -31,8 +31,8 @@ def _run(verifier: Verifier, provider: str, pacts: Sequence[Path]) -> Verificati
     try:
         verifier.verify()
     except RuntimeError:
-        return Verification(provider, False, verifier.output(strip_ansi=True))
-    return Verification(provider, True, verifier.output(strip_ansi=True))
+        return Verification(provider, False, str(verifier.output(strip_ansi=True)))
+    return Verification(provider, True, str(verifier.output(strip_ansi=True)))
 
 
 def verify_http(
