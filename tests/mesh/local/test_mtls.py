@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mesh.local.ca import Identity, LocalCA
 from mesh.local.supervisor import LocalMesh
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from shop.events.v1 import events_pb2, events_pb2_grpc
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
 from shop.users.v1 import users_pb2, users_pb2_grpc
 from tests.mesh.local.conftest import secure_channel
@@ -110,3 +111,36 @@ def test_the_gateway_sidecar_calls_with_the_gateway_identity(mesh: LocalMesh) ->
         with pytest.raises(grpc.RpcError) as caught:
             stub.ReleaseStock(catalog_pb2.ReleaseStockRequest(reservation_id="r-1"), timeout=5)
     assert caught.value.details() == RBAC_DENIED
+
+
+@pytest.mark.parametrize("producer", ["orders", "payments"])
+def test_only_notifications_may_subscribe_to_events(
+    mesh: LocalMesh, tmp_path: Path, producer: str
+) -> None:
+    workload = "orders-v1" if producer == "orders" else producer
+
+    def subscribe_and_ack(account: str) -> grpc.StatusCode:
+        """The status of a subscription (OK while it waits for events) and of an ack."""
+        caller = identity(mesh, account, tmp_path)
+        with secure_channel(caller, mesh.inbound(workload), producer) as channel:
+            stub = events_pb2_grpc.EventStreamServiceStub(channel)
+            stream = stub.Subscribe(events_pb2.SubscribeRequest(consumer="test"), timeout=1)
+            try:
+                next(stream)
+                subscribed = grpc.StatusCode.OK
+            except grpc.RpcError as error:
+                subscribed = error.code()
+            if subscribed is grpc.StatusCode.DEADLINE_EXCEEDED:  # admitted; no events yet
+                subscribed = grpc.StatusCode.OK
+            try:
+                stub.Ack(events_pb2.AckRequest(consumer="test", offset=0), timeout=5)
+                acked = grpc.StatusCode.OK
+            except grpc.RpcError as error:
+                acked = error.code()
+        assert subscribed == acked, (subscribed, acked)
+        return acked
+
+    other = "orders" if producer == "payments" else "payments"
+    assert subscribe_and_ack("gateway") == grpc.StatusCode.PERMISSION_DENIED
+    assert subscribe_and_ack(other) == grpc.StatusCode.PERMISSION_DENIED
+    assert subscribe_and_ack("notifications") == grpc.StatusCode.OK
