@@ -1,5 +1,5 @@
 """The Avro compatibility gate: every subject's versions must honour its mode, and a published
-version (its file's canonical form and its registry id) must not change against a baseline copy.
+version (its file, all but its docs, and its registry id) must not change against a baseline copy.
 
 The rules are Apache avro's `avro.compatibility`, the ones Confluent's schema registry applies.
 """
@@ -274,8 +274,8 @@ def published_changes(root: Path, baseline: Path, label: str = LABEL) -> list[Pr
         if not current.is_file():
             what = f"published {tag} removed"
             problems.append(Problem(file, subject, what, IMMUTABLE))
-        elif _canonical(current) != _canonical(old_file):
-            what = f"published {tag} changed (its canonical form differs): add a new version"
+        elif _meaning(current) != _meaning(old_file):
+            what = f"published {tag} changed (only its docs may change): add a new version"
             problems.append(Problem(file, subject, what, IMMUTABLE))
     return problems
 
@@ -293,10 +293,20 @@ def _declared_ids(root: Path) -> dict[str, dict[int, int]]:
         return {}
 
 
-def _canonical(path: Path) -> str:
-    """A schema file's parsing canonical form: what a reader depends on, without docs or layout."""
+def _meaning(path: Path) -> str:
+    """A schema file without its docs or layout. Defaults, aliases, logical types and field
+    order all stay: each changes what a reader gets, though the parsing canonical form drops
+    several of them."""
     text = path.read_text()
     try:
-        return avro.schema.parse(text).canonical_form
-    except avro.errors.AvroException:
+        return json.dumps(_without_docs(json.loads(text)), sort_keys=True)
+    except ValueError:
         return text
+
+
+def _without_docs(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_docs(v) for k, v in node.items() if k != "doc"}
+    if isinstance(node, list):
+        return [_without_docs(v) for v in node]
+    return node

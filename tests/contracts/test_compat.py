@@ -284,10 +284,27 @@ def test_an_edited_published_version_fails(repo: Path, capsys: pytest.CaptureFix
 
     assert code == 1
     assert out == [
-        f"{file(CONFIRMED, 1)}: {CONFIRMED}: published v1 changed (its canonical form differs):"
+        f"{file(CONFIRMED, 1)}: {CONFIRMED}: published v1 changed (only its docs may change):"
         " add a new version (immutable)"
     ]
     assert "1 problem(s) against HEAD (1 Avro, 0 protobuf)" in err
+
+
+def test_a_changed_default_in_a_published_version_fails(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The parsing canonical form drops defaults, so this needs more than canonical forms.
+    path = repo / "contracts" / "avro" / PLACED / "v2.avsc"
+    path.write_text(path.read_text().replace('"default": null', '"default": null, "aliases": []'))
+    path.write_text(path.read_text().replace('"timestamp-micros"', '"timestamp-millis"'))
+
+    code, out, _ = run_gate(capsys, repo)
+
+    assert code == 1
+    assert out == [
+        f"{file(PLACED, 2)}: {PLACED}: published v2 changed (only its docs may change):"
+        " add a new version (immutable)"
+    ]
 
 
 def test_doc_edits_to_a_published_version_pass(
