@@ -75,7 +75,7 @@ def load(descriptor_set: Path) -> Contracts:
         )
     files = descriptor_pb2.FileDescriptorSet()
     files.ParseFromString(descriptor_set.read_bytes())
-    _add_error_types(files)
+    add_error_types(files)
     messages: dict[str, descriptor_pb2.DescriptorProto] = {}
     enums: dict[str, descriptor_pb2.EnumDescriptorProto] = {}
     comments: dict[str, str] = {}
@@ -100,7 +100,7 @@ def load(descriptor_set: Path) -> Contracts:
     return Contracts(files, messages, enums, comments, tuple(sorted(services)), tuple(bindings))
 
 
-def _add_error_types(files: descriptor_pb2.FileDescriptorSet) -> None:
+def add_error_types(files: descriptor_pb2.FileDescriptorSet) -> None:
     """Append google/rpc files and their imports, dependencies first, unless already present."""
     present = {file.name for file in files.file}
 

@@ -7,6 +7,7 @@ mypy-protobuf generate the Python code from buf's descriptor set.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,9 @@ import sysconfig
 from pathlib import Path
 
 import google.api
+from google.protobuf import descriptor_pb2
+
+from gateway.contracts import add_error_types
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
@@ -46,12 +50,27 @@ def stage_third_party(third_party: Path = THIRD_PARTY) -> None:
 
 
 def build_descriptor_set(
-    output: Path = DESCRIPTOR_SET, workspace: Path = ROOT, module: str = "proto"
+    output: Path = DESCRIPTOR_SET,
+    workspace: Path = ROOT,
+    module: str = "proto",
+    error_types: bool = True,
 ) -> Path:
-    """Run `buf build` on the contracts module; the image keeps imports and source info."""
+    """Run `buf build` on the contracts module; the image keeps imports and source info.
+
+    With `error_types`, the google/rpc files are appended so that tools given only this file
+    (grpcurl -protoset, the transcoder) can decode `google.rpc.Status` details. A baseline image
+    for `buf breaking` must not have them: buf would treat them as module files.
+    """
     stage_third_party(workspace / "build" / "third_party")
     output.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([tool("buf"), "build", module, "-o", str(output)], cwd=workspace, check=True)
+    # Built aside and renamed into place: other processes may be reading the current file.
+    staged = output.with_name(f".{output.name}.{os.getpid()}")
+    subprocess.run([tool("buf"), "build", module, "-o", str(staged)], cwd=workspace, check=True)
+    if error_types:
+        files = descriptor_pb2.FileDescriptorSet.FromString(staged.read_bytes())
+        add_error_types(files)
+        staged.write_bytes(files.SerializeToString())
+    staged.replace(output)
     return output
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from mesh.local.stack import LocalStack
 from tests.system.conftest import create_user
+from tools.protos import DESCRIPTOR_SET
 
 pytestmark = pytest.mark.system
 
@@ -90,13 +91,18 @@ def test_place_and_read_back_an_order(stack: LocalStack) -> None:
     )
 
 
-def test_bad_input_comes_back_with_the_field_named(stack: LocalStack) -> None:
+@pytest.mark.parametrize(
+    "schema", [[], ["-protoset", str(DESCRIPTOR_SET)]], ids=["reflection", "protoset"]
+)
+def test_bad_input_comes_back_with_the_field_named(stack: LocalStack, schema: list[str]) -> None:
+    """The README's `-protoset build/shop.binpb` decodes error details as well as reflection."""
     assert GRPCURL
     result = subprocess.run(
         [
             GRPCURL,
             "-plaintext",
             "-format-error",
+            *schema,
             "-d",
             json.dumps({"email": "nope", "display_name": ""}),
             stack.address("users"),
