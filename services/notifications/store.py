@@ -4,6 +4,7 @@ offset and the events set aside, all changed together so a redelivered event add
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import UTC, datetime
 
 from services.notifications.domain import Notification
@@ -22,7 +23,9 @@ CREATE INDEX IF NOT EXISTS notifications_by_user
 CREATE TABLE IF NOT EXISTS applied_events (
     event_id TEXT PRIMARY KEY,
     source TEXT NOT NULL,
-    offset INTEGER NOT NULL
+    offset INTEGER NOT NULL,
+    -- When it was applied: with the producer's commit time, the event's end-to-end lag.
+    applied_time REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS source_offsets (
     source TEXT PRIMARY KEY,
@@ -94,9 +97,9 @@ class SqliteNotificationStore:
     ) -> bool:
         with transaction(self._db):
             new = self._db.execute(
-                "INSERT INTO applied_events (event_id, source, offset) VALUES (?, ?, ?)"
-                " ON CONFLICT (event_id) DO NOTHING",
-                (event_id, source, offset),
+                "INSERT INTO applied_events (event_id, source, offset, applied_time)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+                (event_id, source, offset, time.time()),
             ).rowcount
             if new and notification is not None:
                 self._insert(notification)

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -30,7 +30,7 @@ def placed(n: int) -> NewEvent:
         "user_id": "usr_ann",
         "items": [{"product_id": "sku-mug", "quantity": n}],
         "shipping_country": None,
-        "occurred_at": WHEN,
+        "occurred_at": WHEN + timedelta(minutes=n),  # the feed is newest first
     }
     return NewEvent("shop.orders.OrderPlaced", f"ord_{n}", record)
 
