@@ -62,13 +62,16 @@ class EnvoyProcess:
         self.log_path = directory / "envoy.log"
         self._admin_file = directory / "admin-address"
         self._log: IO[bytes] | None = None
+        self._started = False
         self.process: subprocess.Popen[bytes] | None = None
         self.admin = ""  # host:port of the admin interface, once ready
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._admin_file.unlink(missing_ok=True)
-        self._log = self.log_path.open("ab")
+        # Each run's log starts empty; a restart of this process object appends to it.
+        self._log = self.log_path.open("ab" if self._started else "wb")
+        self._started = True
         self.process = subprocess.Popen(
             self._command,
             stdout=self._log,

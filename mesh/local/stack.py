@@ -134,7 +134,9 @@ class LocalStack:
     def start(self, name: str, *, wait: bool = True) -> None:
         workload = self.workloads[name]
         workload.log_path.parent.mkdir(parents=True, exist_ok=True)
-        workload.log_file = workload.log_path.open("ab")
+        # Each run's log starts empty (`make up` follows it from the top); a restart within the
+        # run appends, so a crash and its recovery read as one story.
+        workload.log_file = workload.log_path.open("wb" if workload.log_file is None else "ab")
         workload.process = subprocess.Popen(
             [sys.executable, "-m", workload.module],
             env=workload.env,
