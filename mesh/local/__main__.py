@@ -88,6 +88,7 @@ def banner(stack: LocalStack, demo_user: str) -> str:
         f'{{"request_id":"demo-1","user_id":"{demo_user}","payment_token":"tok_visa",'
         f'"items":[{{"product_id":"sku-espresso","quantity":1}}]}}'
     )
+    feed = f"{gateway}/v1/users/{demo_user}/notifications"
     rest_order = (
         f'{{"requestId":"demo-2","userId":"{demo_user}","paymentToken":"tok_visa",'
         f'"items":[{{"productId":"sku-mug","quantity":1}}]}}'
@@ -108,6 +109,8 @@ def banner(stack: LocalStack, demo_user: str) -> str:
             f"  curl -s {gateway}/v1/products",
             f"  TOKEN=$(.venv/bin/python -m gateway token {demo_user})",
             f"  curl -s -H \"authorization: Bearer $TOKEN\" -d '{rest_order}' {gateway}/v1/orders",
+            "  # the feed notifications builds from orders' and payments' events",
+            f'  curl -s -H "authorization: Bearer $TOKEN" {feed}',
             "",
         ]
     )
@@ -144,6 +147,7 @@ def mesh_banner(mesh: LocalMesh, demo_user: str) -> str:
             f"  curl -s {gateway}/v1/products",
             f"  TOKEN=$(.venv/bin/python -m gateway token {demo_user})",
             f"  curl -s {auth} -d '{place('demo-1')}' {gateway}/v1/orders",
+            f"  curl -s {auth} {gateway}/v1/users/{demo_user}/notifications   # the event feed",
             "  make mesh-apply SCENARIO=mesh/scenarios/orders-header-beta-to-v2.yaml",
             f"  curl -s -H 'x-user-tier: beta' {auth} -d '{place('demo-2')}' {gateway}/v1/orders",
             "  make mesh-apply SCENARIO=mesh/scenarios/orders-canary-90-10.yaml",
