@@ -64,6 +64,12 @@ def interactions_by_description(paths: list[Path]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def pacts_for(provider: str, directory: Path = PACT_DIR) -> list[Path]:
-    """The committed pacts in which `provider` is the provider."""
-    return sorted(p for p in directory.glob("*.json") if load(p)["provider"]["name"] == provider)
+def pacts_for(provider: str, directory: Path = PACT_DIR, consumer: str | None = None) -> list[Path]:
+    """The committed pacts in which `provider` is the provider (and `consumer`, if given, the
+    consumer: a provider's gRPC and message pacts need different verifications)."""
+    return sorted(
+        p
+        for p in directory.glob("*.json")
+        if load(p)["provider"]["name"] == provider
+        and consumer in (None, load(p)["consumer"]["name"])
+    )

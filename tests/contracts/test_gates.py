@@ -3,6 +3,7 @@ of the committed pacts fails, with a report that names what broke (no need to op
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -95,3 +96,24 @@ def test_payments_new_decline_reason_fails_naming_the_interaction(tmp_path: Path
     assert "payments FAILED verification" in report
     assert "ChargePayment with a card that is declined" in report
     assert "Expected 'CARD_DECLINED_BY_ISSUER' (String) to be equal to 'CARD_DECLINED'" in report
+
+
+def test_an_event_losing_a_field_the_consumer_reads_fails_the_message_verification(
+    tmp_path: Path,
+) -> None:
+    """orders publishes OrderCancelled v2 without `reason`. Its mode, BACKWARD_TRANSITIVE, lets a
+    new version delete a field, so `make compat` passes it; notifications still reads `reason`
+    (its reader is v1), and the message pact catches what the compatibility rules allow."""
+    copy = scratch_copy(tmp_path)
+    versions = copy / "contracts/avro/shop.orders.OrderCancelled"
+    schema = json.loads((versions / "v1.avsc").read_text())
+    schema["fields"] = [f for f in schema["fields"] if f["name"] != "reason"]
+    (versions / "v2.avsc").write_text(json.dumps(schema, indent=2) + "\n")
+    edit(copy / "contracts/avro/subjects.yaml", "ids: {1: 3}", "ids: {1: 3, 2: 7}")
+    compat = run(copy, "-m", "tools.compat", "--against", "HEAD")
+    assert compat.returncode == 0, compat.stdout + compat.stderr
+    report = verify(copy, "tests/contracts/test_events_providers.py", "-k", "orders")
+    assert "orders FAILED verification" in report
+    assert "an order is cancelled because its card was declined - an OrderCancelled event" in report
+    assert "Actual map is missing the following keys: reason" in report
+    assert "shop.orders.OrderCancelled v1 (id 3) cannot read the event" in report

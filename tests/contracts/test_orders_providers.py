@@ -72,7 +72,7 @@ def states_of(provider: str, stack: LocalStack) -> dict[str, StateSetup]:
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_provider_honours_orders_pact(provider: str, stack: LocalStack) -> None:
-    pacts = files.pacts_for(provider)
+    pacts = files.pacts_for(provider, consumer="orders")
     with ProviderHooks(states_of(provider, stack)) as hooks:
         hooks.produce = replay = GrpcProvider(stack.address(provider), pacts, hooks)
         try:

@@ -1,0 +1,121 @@
+"""Verify orders and payments against notifications' message pacts, through their real outboxes.
+
+Each interaction's provider state drives the real domain (`Orders` with the boundary fakes of
+its unit tests, or `Payments`) against the real SQLite store in a temporary file; the message is
+the event that change committed to the outbox, decoded with notifications' reader schema from
+the pact (`contracts.pact.avro.EventProvider`). A producer that stops writing a field the reader
+needs fails the decoding; one whose events no longer carry a value the feed reads fails Pact's
+comparison of the contents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contracts.pact import files
+from contracts.pact.avro import EventProvider
+from contracts.pact.states import ProviderHooks, StateSetup
+from contracts.pact.verify import verify_messages
+from contracts.schemas import default_registry
+from services.notifications.consumer import CONSUMER
+from services.orders.domain import Address, Item, Orders, SagaOptions
+from services.orders.store import SqliteOrderStore
+from services.payments.domain import Payments
+from services.payments.store import SqlitePaymentStore
+from services.runtime.outbox import StoredEvent
+from tests.services.orders.fakes import FakeCatalog, FakePayments, FakeUsers
+
+pytestmark = pytest.mark.pact_provider
+PROVIDERS = ("orders", "payments")
+USER = "usr_ann"  # known to FakeUsers
+_serial = itertools.count(1)
+
+
+class OrdersProducer:
+    """orders' real store in `path`, driven by the real saga; a fresh connection per use."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = str(path)
+
+    def _place(self, token: str, address: Address | None = None) -> None:
+        store = SqliteOrderStore(self._path)
+        try:
+            orders = Orders(store, FakeUsers(), FakeCatalog(), FakePayments(), SagaOptions())
+            request_id = f"req-pact-{next(_serial)}"
+            asyncio.run(orders.place(request_id, USER, [Item("sku-a", 2)], token, address))
+        finally:
+            store.close()
+
+    def states(self) -> dict[str, StateSetup]:
+        berlin = Address("Ann", "1 Main St", "Berlin", "10115", "DE")
+        return {
+            "an order with a shipping address is placed": _setup(
+                lambda: self._place("tok_visa", berlin)
+            ),
+            "an order is confirmed": _setup(lambda: self._place("tok_visa")),
+            "an order is cancelled because its card was declined": _setup(
+                lambda: self._place("tok_decline")
+            ),
+        }
+
+    def events(self, subject: str) -> Sequence[StoredEvent]:
+        store = SqliteOrderStore(self._path)
+        try:
+            return store.outbox.after(0, 1000, [subject])
+        finally:
+            store.close()
+
+
+class PaymentsProducer:
+    """payments' real store in `path`, driven by the real domain."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = str(path)
+
+    def _charge(self, *, refund: bool) -> None:
+        store = SqlitePaymentStore(self._path)
+        try:
+            payments = Payments(store)
+            payment = payments.charge(f"ord_pact_{next(_serial)}", USER, 1200, "tok_visa")
+            if refund:
+                payments.refund(payment.payment_id)
+        finally:
+            store.close()
+
+    def states(self) -> dict[str, StateSetup]:
+        return {
+            "a payment is captured": _setup(lambda: self._charge(refund=False)),
+            "a payment is refunded": _setup(lambda: self._charge(refund=True)),
+        }
+
+    def events(self, subject: str) -> Sequence[StoredEvent]:
+        store = SqlitePaymentStore(self._path)
+        try:
+            return store.outbox.after(0, 1000, [subject])
+        finally:
+            store.close()
+
+
+def _setup(change: Callable[[], None]) -> StateSetup:
+    def setup(params: Mapping[str, Any]) -> None:
+        change()
+
+    return setup
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_producer_honours_notifications_pact(provider: str, tmp_path: Path) -> None:
+    producer = (OrdersProducer if provider == "orders" else PaymentsProducer)(
+        tmp_path / f"{provider}.db"
+    )
+    pacts = files.pacts_for(provider, consumer=CONSUMER)
+    with ProviderHooks(producer.states()) as hooks:
+        hooks.produce = EventProvider(pacts, default_registry(), producer.events)
+        result = verify_messages(provider, pacts, hooks)
+    assert result.passed, str(result)
