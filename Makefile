@@ -91,7 +91,7 @@ mesh-check: descriptors kustomize ## Validate mesh/ offline (kustomize render, k
 	$(PY) -m mesh.check
 
 .PHONY: bench
-bench: bench-services ## Run every benchmark (figures in build/bench/)
+bench: bench-services bench-events ## Run every benchmark (figures in build/bench/)
 
 .PHONY: bench-services
 bench-services: descriptors ## Benchmark GetProduct and PlaceOrder, telemetry on vs off (needs h2load, Go)
@@ -104,6 +104,10 @@ contracts: descriptors ## Pact: consumer tests, fail on uncommitted pacts, verif
 	@git diff --exit-code --stat -- contracts/pacts || { echo "contracts/pacts/ changed: review and commit the pacts" >&2; exit 1; }
 	$(BIN)/pytest -q -m pact_provider tests/contracts
 	$(MAKE) compat AGAINST=$(AGAINST)
+
+.PHONY: bench-events
+bench-events: descriptors ## Benchmark events through outbox, stream and feed: events/s and lag (needs Go)
+	$(PY) -m bench.events_bench
 
 .PHONY: ci
 ci: setup check-generated lint test ## What CI runs

@@ -4,6 +4,7 @@ offset, hand each event to a handler, ack, and resubscribe after any break, fore
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Protocol
 
@@ -58,6 +59,41 @@ async def consume(
             await asyncio.sleep(retry_seconds)
 
 
+class _Acks:
+    """Reports progress to the producer in the background, at most one Ack in flight and
+    always the newest offset, so a busy producer never slows the applying of events. Acks are
+    informational: the consumer's own committed offset is what it resumes from."""
+
+    def __init__(self, stub: events_pb2_grpc.EventStreamServiceAsyncStub, consumer: str) -> None:
+        self._stub = stub
+        self._consumer = consumer
+        self._applied = 0
+        self._acked = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def advance(self, offset: int) -> None:
+        self._applied = offset
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._send())
+
+    async def _send(self) -> None:
+        while self._acked < self._applied:
+            offset = self._applied
+            try:
+                await self._stub.Ack(
+                    events_pb2.AckRequest(consumer=self._consumer, offset=offset), timeout=5
+                )
+            except aio.AioRpcError:
+                return  # the next advance tries again
+            self._acked = offset
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
 async def _follow(
     stub: events_pb2_grpc.EventStreamServiceAsyncStub,
     source: str,
@@ -68,17 +104,21 @@ async def _follow(
     request = events_pb2.SubscribeRequest(
         consumer=consumer, after_offset=handler.offset(source), subjects=subjects
     )
-    async for response in stub.Subscribe(request, wait_for_ready=True):
-        for event in response.events:
-            with tracer.start_as_current_span(
-                f"apply {event.subject}",
-                context=propagate.extract(dict(event.headers)),
-                kind=trace.SpanKind.CONSUMER,
-                attributes={"messaging.message.id": event.event_id, "messaging.source": source},
-            ):
-                handler.apply(source, event)
-        if response.events:
-            await stub.Ack(
-                events_pb2.AckRequest(consumer=consumer, offset=response.events[-1].offset),
-                timeout=5,
-            )
+    acks = _Acks(stub, consumer)
+    try:
+        async for response in stub.Subscribe(request, wait_for_ready=True):
+            for event in response.events:
+                with tracer.start_as_current_span(
+                    f"apply {event.subject}",
+                    context=propagate.extract(dict(event.headers)),
+                    kind=trace.SpanKind.CONSUMER,
+                    attributes={
+                        "messaging.message.id": event.event_id,
+                        "messaging.source": source,
+                    },
+                ):
+                    handler.apply(source, event)
+            if response.events:
+                acks.advance(response.events[-1].offset)
+    finally:
+        await acks.close()

@@ -56,14 +56,22 @@ def outbox() -> Outbox:
 
 
 async def run_feed(outbox: Outbox, notifications: Notifications, want: int) -> list[str]:
-    """Serve `outbox`, consume it into `notifications` until `want` entries, then stop."""
+    """Serve `outbox`, consume it into `notifications` until `want` entries and the producer
+    has the consumer's ack for the last one, then stop."""
     running = await build_server(server_settings(), [event_stream_service(outbox)])
     feed = FeedConsumer(notifications, default_registry())
     task = asyncio.create_task(
         consume(f"127.0.0.1:{running.port}", "orders", "notifications", feed, retry_seconds=0.05)
     )
     try:
-        return await feed_of(notifications, want)
+        bodies = await feed_of(notifications, want)
+        last = outbox.after(0, 1000)[-1].offset
+        for _ in range(100):
+            if outbox.ack("notifications", 0) == last:  # acking 0 reads the committed offset
+                break
+            await asyncio.sleep(0.02)
+        assert outbox.ack("notifications", 0) == last
+        return bodies
     finally:
         task.cancel()
         await running.stop(0)
