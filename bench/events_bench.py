@@ -141,9 +141,9 @@ def main() -> None:
         summary[mode] = row
         lag = f"{row['lag_p50_ms']:>12.1f}{row['lag_p99_ms']:>12.1f}" if "lag_p50_ms" in row else ""
         print(f"{mode:<10}{row['orders_per_s']:>10.0f}{row['events_per_s']:>10.0f}{lag}")
-    live, ceiling = summary["live"], summary["catch-up"]
-    per_order = live["events_per_s"] / live["orders_per_s"]
-    headroom = ceiling["events_per_s"] / live["events_per_s"]
+    following, ceiling = summary["live"], summary["catch-up"]
+    per_order = following["events_per_s"] / following["orders_per_s"]
+    headroom = ceiling["events_per_s"] / following["events_per_s"]
     print(
         f"\nlive: the feed keeps pace with {per_order:.1f} events per order; the catch-up"
         f" ceiling is {headroom:.1f}x the live event rate (medians of {args.rounds} rounds)"
