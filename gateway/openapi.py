@@ -95,7 +95,7 @@ def document(contracts: Contracts) -> JSON:
         "/openapi.json": {"get": _plain("openapi", "This document.", {"type": "object"})},
     }
     seen: set[str] = set()
-    for binding in contracts.bindings:
+    for binding in policy.served(contracts.bindings):
         operation = builder.operation(binding)
         if binding.full_method in seen:  # an additional binding of the same RPC
             operation["operationId"] += f"_{binding.verb}_{len(seen)}"

@@ -5,6 +5,8 @@ The Envoy config and the OpenAPI document both read these tables, so they cannot
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from gateway.contracts import Binding
 from services.runtime.context import CALLER_HEADER, REQUEST_ID_HEADER
 
@@ -18,11 +20,22 @@ PUBLIC_METHODS = frozenset(
     }
 )
 
+# Methods whose binding the gateway does not serve (REST or native gRPC) and the OpenAPI document
+# leaves out: in-mesh calls that would hand one user other users' data. The binding stays in the
+# contract (removing it is a breaking change); the service refuses end users too.
+IN_MESH_METHODS = frozenset({"shop.users.v1.UserService.ListUsers"})
+
 # Request headers that reach the services as gRPC metadata (browsers may send them too).
 FORWARDED_HEADERS = ("authorization", REQUEST_ID_HEADER, "traceparent", "tracestate")
 # CALLER_HEADER is set only by the gateway from a verified token's `sub`; a client's own copy is
 # dropped. The services read it (services/runtime/context.py) to enforce ownership.
-__all__ = ["CALLER_HEADER", "FORWARDED_HEADERS", "LOCAL_REPLY_CODES", "PUBLIC_METHODS"]
+__all__ = [
+    "CALLER_HEADER",
+    "FORWARDED_HEADERS",
+    "IN_MESH_METHODS",
+    "LOCAL_REPLY_CODES",
+    "PUBLIC_METHODS",
+]
 
 # gRPC code (google.rpc.Code) for each HTTP status the gateway answers by itself, so every
 # error body is a google.rpc.Status whether it came from a service or from Envoy.
@@ -31,6 +44,7 @@ LOCAL_REPLY_CODES = {
     401: 16,  # UNAUTHENTICATED: missing or bad token
     403: 7,  # PERMISSION_DENIED
     404: 5,  # NOT_FOUND: no such route
+    405: 12,  # UNIMPLEMENTED: the path exists, the method does not (as grpc-gateway answers)
     413: 3,  # INVALID_ARGUMENT: body too large
     429: 8,  # RESOURCE_EXHAUSTED: rate limited
     502: 14,  # UNAVAILABLE
@@ -38,6 +52,31 @@ LOCAL_REPLY_CODES = {
     504: 4,  # DEADLINE_EXCEEDED
 }
 UNKNOWN_CODE = 2
+
+# Envoy's own rejections that come with an empty body, by response code details: the status to
+# answer and what to tell the client.
+LOCAL_REPLY_EXPLANATIONS = {
+    "path_normalization_failed": (
+        400,
+        "the path cannot be routed: it contains an encoded slash, backslash or NUL"
+        " (%%2F, %%5C, %%00) or does not normalize",
+    ),
+    # The route's RBAC rule (render._subject_required) found no caller header: the token is
+    # valid but names no user.
+    "rbac_access_denied_matched_policy[none]": (
+        401,
+        "the bearer token names no user (its `sub` claim is missing or empty)",
+    ),
+    "query_missing_content_type": (
+        400,
+        "the QUERY method needs a content-type; this API has no QUERY routes (use GET)",
+    ),
+}
+
+
+def served(bindings: Iterable[Binding]) -> tuple[Binding, ...]:
+    """The bindings the gateway routes and documents."""
+    return tuple(b for b in bindings if b.full_method not in IN_MESH_METHODS)
 
 
 def is_public(binding: Binding) -> bool:

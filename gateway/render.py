@@ -1,7 +1,8 @@
 """Render the gateway's Envoy bootstrap (v3, JSON) from the contracts and the settings.
 
-Filters: cors -> jwt_authn -> local_ratelimit -> grpc_json_transcoder -> router. Routes are
-generated from the `google.api.http` bindings; nothing about a route is written by hand.
+Filters: cors -> jwt_authn -> rbac (the token names a user) -> local_ratelimit ->
+grpc_json_transcoder -> router. Routes are generated from the `google.api.http` bindings; nothing
+about a route is written by hand.
 """
 
 from __future__ import annotations
@@ -16,31 +17,39 @@ from typing import Any
 from gateway import auth, openapi, policy
 from gateway.contracts import Binding, Contracts
 from gateway.settings import RateLimit, Settings
+from mesh import otel
 
 JSON = dict[str, Any]
 TYPES = "type.googleapis.com/envoy."
 CORS = "envoy.filters.http.cors"
 JWT = "envoy.filters.http.jwt_authn"
 RATE_LIMIT = "envoy.filters.http.local_ratelimit"
+RBAC = "envoy.filters.http.rbac"
 TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 HEADER_MUTATION = "envoy.filters.http.header_mutation"
 PROVIDER = "shop"
 REQUIREMENT = "token"
 UNARY_TIMEOUT = "15s"
+SERVICE = "gateway"  # service.name of the gateway's spans
+BODY = "%LOCAL_REPLY_BODY%"
 GRPC_RESPONSE_HEADERS = ("grpc-status", "grpc-message", "grpc-accept-encoding", "grpc-encoding")
 
 
 def bootstrap(settings: Settings, contracts: Contracts) -> JSON:
     """The complete Envoy bootstrap."""
     document = json.dumps(openapi.document(contracts), separators=(",", ":"))
+    clusters = [
+        _cluster(context, settings.upstream(context))
+        for context in sorted({b.context for b in contracts.bindings})
+    ]
+    if settings.tracing is not None:
+        clusters.append(settings.tracing.cluster())
     return {
         "admin": {"address": _socket("127.0.0.1", settings.admin_port)},
+        "layered_runtime": otel.RUNTIME,
         "static_resources": {
             "listeners": [_listener(settings, contracts, document)],
-            "clusters": [
-                _cluster(context, settings.upstream(context))
-                for context in sorted({b.context for b in contracts.bindings})
-            ],
+            "clusters": clusters,
         },
     }
 
@@ -95,6 +104,7 @@ def _listener(settings: Settings, contracts: Contracts, document: str) -> JSON:
         route_config=_route_config(settings, contracts, document),
         http_filters=_filters(settings, contracts),
         local_reply_config={"mappers": _local_reply_mappers()},
+        **({} if settings.tracing is None else {"tracing": settings.tracing.http_tracing(SERVICE)}),
     )
     return {
         "name": "gateway",
@@ -135,6 +145,11 @@ def _filters(settings: Settings, contracts: Contracts) -> list[JSON]:
                 requirement_map={REQUIREMENT: {"provider_name": PROVIDER}},
                 bypass_cors_preflight=True,
             ),
+        },
+        {
+            "name": RBAC,
+            # No rules here (allow): protected routes carry the token-subject rule.
+            "typed_config": _typed("extensions.filters.http.rbac.v3.RBAC"),
         },
         {
             "name": RATE_LIMIT,
@@ -191,8 +206,8 @@ def _route_config(settings: Settings, contracts: Contracts, document: str) -> JS
                 "domains": ["*"],
                 "routes": [
                     *_plain_routes(document),
-                    *_rest_routes(settings, contracts.bindings),
-                    *_grpc_routes(settings, contracts.bindings),
+                    *_rest_routes(settings, policy.served(contracts.bindings)),
+                    *_grpc_routes(settings, policy.served(contracts.bindings)),
                 ],
                 "typed_per_filter_config": {CORS: _cors_policy(settings)},
             }
@@ -200,26 +215,26 @@ def _route_config(settings: Settings, contracts: Contracts, document: str) -> JS
     }
 
 
-def _plain_routes(document: str) -> list[JSON]:
-    """Routes Envoy answers itself; the transcoder would reject them as unknown methods."""
-    not_grpc = {
-        TRANSCODER: _typed("config.route.v3.FilterConfig", disabled=True),
-        JWT: _typed("extensions.filters.http.jwt_authn.v3.PerRouteConfig", disabled=True),
-    }
-    json_type = [
-        {
-            "header": {"key": "content-type", "value": "application/json"},
-            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-        }
-    ]
+def _header(key: str, value: str) -> JSON:
+    return {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
 
+
+# Routes Envoy answers itself: the transcoder would reject them as unknown methods, and a token
+# is not needed to learn that a method is not allowed.
+NOT_GRPC = {
+    TRANSCODER: _typed("config.route.v3.FilterConfig", disabled=True),
+    JWT: _typed("extensions.filters.http.jwt_authn.v3.PerRouteConfig", disabled=True),
+}
+
+
+def _plain_routes(document: str) -> list[JSON]:
     def direct(name: str, path: str, status: int, body: str) -> JSON:
         return {
             "name": name,
             "match": {"path": path, "headers": [_method("GET")]},
             "direct_response": {"status": status, "body": {"inline_string": body}},
-            "response_headers_to_add": json_type,
-            "typed_per_filter_config": not_grpc,
+            "response_headers_to_add": [_header("content-type", "application/json")],
+            "typed_per_filter_config": NOT_GRPC,
         }
 
     return [
@@ -238,18 +253,41 @@ def _rest_routes(settings: Settings, bindings: Iterable[Binding]) -> list[JSON]:
             -len(re.sub(r"\{[^}]*\}", "", b.path)),
         ),
     )
-    return [
-        {
-            "name": f"{b.full_method}:{b.verb}:{b.path}",
-            "match": {
-                "safe_regex": {"regex": path_regex(b.path)},
-                # OPTIONS too: the CORS filter answers preflights only on routes with a cluster.
-                "headers": [_method(b.verb.upper(), "OPTIONS")],
-            },
-            **_upstream(settings, b, rest=True),
-        }
-        for b in ordered
-    ]
+    by_path: dict[str, list[Binding]] = {}
+    for b in ordered:
+        by_path.setdefault(b.path, []).append(b)
+    routes = []
+    for path, group in by_path.items():
+        routes += [
+            {
+                "name": f"{b.full_method}:{b.verb}:{b.path}",
+                "match": {
+                    "safe_regex": {"regex": path_regex(b.path)},
+                    # OPTIONS too: the CORS filter answers preflights only on routes with a cluster.
+                    "headers": [_method(b.verb.upper(), "OPTIONS")],
+                },
+                **_upstream(settings, b, rest=True),
+            }
+            for b in group
+        ]
+        routes.append(_method_not_allowed(path, sorted({b.verb.upper() for b in group})))
+    return routes
+
+
+def _method_not_allowed(path: str, verbs: list[str]) -> JSON:
+    """Any other method on a known path: 405 with `Allow` (right after that path's routes, so
+    that `GET /orders/{id}:cancel` is not taken for `GET /orders/{id}`)."""
+    allowed = ", ".join(verbs)
+    return {
+        "name": f"405:{path}",
+        "match": {"safe_regex": {"regex": path_regex(path)}},
+        "direct_response": {
+            "status": 405,
+            "body": {"inline_string": f"{path} allows only {allowed}"},
+        },
+        "response_headers_to_add": [_header("allow", allowed)],
+        "typed_per_filter_config": NOT_GRPC,
+    }
 
 
 def _grpc_routes(settings: Settings, bindings: Iterable[Binding]) -> list[JSON]:
@@ -287,6 +325,8 @@ def _upstream(settings: Settings, binding: Binding, rest: bool = False) -> JSON:
             RATE_LIMIT: _bucket(group, settings.rate_limits[group]),
         },
     }
+    if not policy.is_public(binding):
+        route["typed_per_filter_config"][RBAC] = _subject_required()
     if rest:
         # gRPC framing headers mean nothing to a REST client. Removed by a filter that runs
         # after the transcoder on the way out: route-level removal would hide grpc-status
@@ -299,6 +339,32 @@ def _upstream(settings: Settings, binding: Binding, rest: bool = False) -> JSON:
         # jwt_authn strips forged identities only where it runs.
         route["request_headers_to_remove"] = [policy.CALLER_HEADER]
     return route
+
+
+def _subject_required() -> JSON:
+    """A valid token must name its user: without `sub` no caller header reaches the services,
+    and they would take the call for a trusted in-mesh one."""
+    return _typed(
+        "extensions.filters.http.rbac.v3.RBACPerRoute",
+        rbac={
+            "rules": {
+                "action": "ALLOW",
+                "policies": {
+                    "token-names-a-user": {
+                        "permissions": [{"any": True}],
+                        "principals": [
+                            {
+                                "header": {
+                                    "name": policy.CALLER_HEADER,
+                                    "string_match": {"safe_regex": {"regex": ".+"}},
+                                }
+                            }
+                        ],
+                    }
+                },
+            }
+        },
+    )
 
 
 def _bucket(group: str, limit: RateLimit) -> JSON:
@@ -338,27 +404,62 @@ def _cors_policy(settings: Settings) -> JSON:
 
 
 def _local_reply_mappers() -> list[JSON]:
-    def mapper(op: str, status: int, code: int) -> JSON:
+    """google.rpc.Status bodies for Envoy's own replies; the first matching mapper wins."""
+
+    def status_filter(op: str, status: int) -> JSON:
+        return {
+            "status_code_filter": {
+                "comparison": {
+                    "op": op,
+                    "value": {
+                        "default_value": status,
+                        "runtime_key": f"gateway.local_reply.{op.lower()}{status}",
+                    },
+                }
+            }
+        }
+
+    def body(code: int, message: str) -> JSON:
+        return {"json_format": {"code": code, "message": message, "details": []}}
+
+    def explained(details: str, status: int, message: str) -> JSON:
+        # Rejections made before routing (the codec, path normalization) carry no body, only
+        # their response code details: name what was wrong instead.
+        expression = f"response.code_details == '{details}'"
         return {
             "filter": {
-                "status_code_filter": {
-                    "comparison": {
-                        "op": op,
-                        "value": {
-                            "default_value": status,
-                            "runtime_key": f"gateway.local_reply.{op.lower()}{status}",
-                        },
-                    }
+                "extension_filter": {
+                    "name": "envoy.access_loggers.extension_filters.cel",
+                    "typed_config": _typed(
+                        "extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                        expression=expression,
+                    ),
                 }
             },
-            "body_format_override": {
-                "json_format": {"code": code, "message": "%LOCAL_REPLY_BODY%", "details": []}
-            },
+            "status_code": status,
+            "body_format_override": body(policy.LOCAL_REPLY_CODES[status], message),
         }
 
     return [
-        *(mapper("EQ", status, code) for status, code in policy.LOCAL_REPLY_CODES.items()),
-        mapper("GE", 400, policy.UNKNOWN_CODE),
+        *(
+            explained(details, status, message)
+            for details, (status, message) in policy.LOCAL_REPLY_EXPLANATIONS.items()
+        ),
+        {
+            "filter": status_filter("EQ", 405),
+            "body_format_override": body(
+                policy.LOCAL_REPLY_CODES[405],
+                "method %REQ(:METHOD)% not allowed: %LOCAL_REPLY_BODY%",
+            ),
+        },
+        *(
+            {"filter": status_filter("EQ", status), "body_format_override": body(code, BODY)}
+            for status, code in policy.LOCAL_REPLY_CODES.items()
+        ),
+        {
+            "filter": status_filter("GE", 400),
+            "body_format_override": body(policy.UNKNOWN_CODE, BODY),
+        },
     ]
 
 

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from services.runtime.clock import utc_now
 from services.runtime.errors import NotFound, Violations
-from services.runtime.identity import ensure_owner
+from services.runtime.identity import ensure_in_mesh, ensure_owner
 from services.runtime.paging import page_request
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -81,7 +81,10 @@ class Users:
             raise NotFound("user", user_id)
         return user
 
-    def list(self, page_size: int, page_token: str) -> UserPage:
+    def list(self, page_size: int, page_token: str, caller: str | None = None) -> UserPage:
+        """Every user (emails included): for back-office workloads in the mesh, never for a
+        customer, who reads their own record with `get`."""
+        ensure_in_mesh(caller, "listing users")
         violations = Violations()
         page = page_request(page_size, page_token, violations)
         violations.raise_if_any()

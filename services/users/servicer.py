@@ -37,7 +37,7 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
     async def ListUsers(
         self, request: users_pb2.ListUsersRequest, ctx: Context
     ) -> users_pb2.ListUsersResponse:
-        page = self._users.list(request.page_size, request.page_token)
+        page = self._users.list(request.page_size, request.page_token, context.caller.get())
         return users_pb2.ListUsersResponse(
             users=[encode(user) for user in page.users], next_page_token=page.next_page_token
         )

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 
 from gateway import auth, contracts, openapi
@@ -54,6 +55,10 @@ def test_openapi_document_is_served(gateway: tuple[Envoy, Settings]) -> None:
         ("/v1/products?pageSize=abc", 400, 3, "page_size"),
         ("/v1/users/u-1", 401, 16, "Jwt is missing"),
         ("/v1/products", 503, 14, "upstream"),
+        # Rejected before routing, where Envoy itself gives no body: the gateway explains.
+        ("/v1/products/a%2Fb", 400, 3, "encoded slash"),
+        ("/v1/products/a%5Cb", 400, 3, "backslash"),
+        ("/v1/products/a%00b", 400, 3, "NUL"),
     ],
 )
 def test_errors_are_status_json(
@@ -62,6 +67,42 @@ def test_errors_are_status_json(
     response = get(gateway[0], path)
     assert response.status_code == status, response.text
     assert words in str(assert_status_body(response, code)["message"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("DELETE", "/v1/products", "GET"),
+        ("PUT", "/v1/products/p-1", "GET"),
+        ("GET", "/v1/orders/o-1:cancel", "POST"),  # not taken for GET /v1/orders/{order_id}
+        ("POST", "/v1/orders/o-1:watch", "GET"),
+        ("PATCH", "/v1/orders", "POST"),
+        # ListUsers is in-mesh only: the gateway serves POST /v1/users and nothing else there.
+        ("GET", "/v1/users", "POST"),
+    ],
+)
+def test_undeclared_methods_get_405_with_allow(
+    gateway: tuple[Envoy, Settings], method: str, path: str, allow: str
+) -> None:
+    """No token needed to learn a method is not allowed (RFC 9110; schemathesis ST204)."""
+    response = httpx.request(method, f"http://{gateway[0].address}{path}")
+    assert response.status_code == 405, response.text
+    assert response.headers["allow"] == allow
+    message = str(assert_status_body(response, 12)["message"])
+    assert method in message and allow in message
+
+
+def test_query_method_is_explained(gateway: tuple[Envoy, Settings]) -> None:
+    bare = httpx.request("QUERY", f"http://{gateway[0].address}/v1/products")
+    assert bare.status_code == 400
+    assert "QUERY" in str(assert_status_body(bare, 3)["message"])
+    typed = httpx.request(
+        "QUERY",
+        f"http://{gateway[0].address}/v1/products",
+        headers={"content-type": "application/json"},
+        content=b"{}",
+    )
+    assert typed.status_code == 405 and typed.headers["allow"] == "GET"
 
 
 def test_bad_tokens_are_rejected(gateway: tuple[Envoy, Settings], tmp_path: Path) -> None:
@@ -80,6 +121,28 @@ def test_bad_tokens_are_rejected(gateway: tuple[Envoy, Settings], tmp_path: Path
     # The good token passes the edge and meets the (absent) service.
     response = get(envoy, "/v1/users/u-1", headers={"authorization": f"Bearer {good}"})
     assert response.status_code == 503
+
+
+@pytest.mark.parametrize("subject", [None, ""])
+def test_a_token_naming_no_user_is_refused(
+    gateway: tuple[Envoy, Settings], subject: str | None
+) -> None:
+    """Without `sub` no caller header would reach the services, which would then take the call
+    for a trusted in-mesh one and skip every ownership check."""
+    envoy, settings = gateway
+    claims = jwt.decode(auth.mint_token(settings, "u-1"), options={"verify_signature": False})
+    claims.pop("sub")
+    if subject is not None:
+        claims["sub"] = subject
+    token = jwt.encode(
+        claims,
+        settings.signing_key_file.read_bytes(),
+        algorithm="RS256",
+        headers={"kid": auth.KEY_ID},
+    )
+    response = get(envoy, "/v1/users/u-1", headers={"authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert "sub" in str(assert_status_body(response, 16)["message"])
 
 
 def test_grpc_response_headers_do_not_leak(gateway: tuple[Envoy, Settings]) -> None:
@@ -127,7 +190,10 @@ def test_native_grpc_reaches_only_bound_methods(gateway: tuple[Envoy, Settings])
     # Bound and public: passes the edge, then finds the service down.
     assert "Unavailable" in grpcurl("shop.catalog.v1.CatalogService/ListProducts")
     # Bound but private: the same token rule as REST.
-    assert "Unauthenticated" in grpcurl("shop.users.v1.UserService/ListUsers")
+    assert "Unauthenticated" in grpcurl("shop.users.v1.UserService/GetUser")
+    # Bound but in-mesh only (gateway/policy.py): not routed at all.
+    assert "Unimplemented" in grpcurl("shop.users.v1.UserService/ListUsers")
+    assert "Unimplemented" in grpcurl("shop.catalog.v1.CatalogService/ReserveStock")
 
 
 def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from google.protobuf import descriptor_pb2
 
-from gateway import auth, contracts, openapi, render
+from gateway import auth, contracts, openapi, policy, render
 from gateway.settings import ROOT, Settings, SettingsError
 from tests.gateway.conftest import gateway_settings, running_gateway
 from tools.protos import build_descriptor_set
@@ -60,13 +60,15 @@ def test_path_regex(template: str, matches: list[str], misses: list[str]) -> Non
     assert not any(pattern.match(path) for path in misses)
 
 
-def test_every_binding_has_a_rest_route_and_a_grpc_route(
+def test_every_served_binding_has_a_rest_route_and_a_grpc_route(
     shop: contracts.Contracts, config: dict[str, Any]
 ) -> None:
     names = {route["name"] for route in routes(config)}
     for binding in shop.bindings:
-        assert f"{binding.full_method}:{binding.verb}:{binding.path}" in names
-        assert binding.full_method in names
+        served = binding.full_method not in policy.IN_MESH_METHODS
+        assert (f"{binding.full_method}:{binding.verb}:{binding.path}" in names) is served
+        assert (binding.full_method in names) is served
+        assert f"405:{binding.path}" in names or not served
     clusters = {c["name"] for c in config["static_resources"]["clusters"]}
     assert clusters == {"users", "catalog", "payments", "orders", "notifications"}
 

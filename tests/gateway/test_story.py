@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 import httpx
 import pytest
+from google.protobuf import descriptor_pool, message_factory
 
-from gateway import auth
+from gateway import auth, contracts, policy
+from gateway.contracts import Binding
 from gateway.envoy import Envoy
 from gateway.settings import Settings
 from mesh.local.stack import LocalStack
@@ -329,3 +333,79 @@ def test_service_down_is_503(shop: Shop) -> None:
     finally:
         shop.stack.start("catalog")
     assert shop.client.get("/v1/products").status_code == 200
+
+
+def _isolation_targets(shop: Shop) -> tuple[contracts.Contracts, dict[str, str], list[str]]:
+    """Ada's resource ids by field name, and strings that must never reach another user."""
+    if "order" not in shop.state:
+        test_user_story(shop)
+    order = shop.call("GET", "/v1/orders/{order}", "ada", None).json()["order"]
+    ids = {
+        "user_id": shop.state["ada"],
+        "order_id": shop.state["order"],
+        "payment_id": order["paymentId"],
+    }
+    secrets = ["ada@example.com", *ids.values()]
+    return contracts.load(shop.settings.descriptor_set), ids, secrets
+
+
+def test_a_token_never_reads_another_users_data_over_rest(shop: Shop) -> None:
+    """Every protected GET route (List, Get, Watch, and in-mesh ListUsers) with Ada's ids, as Bob:
+    refused, and nothing of Ada's in the answer. As Ada the same served routes answer 200."""
+    shop_contracts, ids, secrets = _isolation_targets(shop)
+    reads = [b for b in shop_contracts.bindings if b.verb == "get" and not policy.is_public(b)]
+    assert {b.method for b in reads} >= {"GetUser", "ListUsers", "GetOrder", "ListOrders"}
+    for binding in reads:
+        path = re.sub(r"\{([^}=]+)[^}]*\}", lambda m: ids[m.group(1)], binding.path)
+        as_bob = shop.client.get(path, headers=shop.token(shop.state["bob"]))
+        assert as_bob.status_code in (403, 405), (path, as_bob.text)
+        assert not [s for s in secrets if s in as_bob.text], (path, as_bob.text)
+        if binding.full_method not in policy.IN_MESH_METHODS:
+            assert shop.client.get(path, headers=shop.token(shop.state["ada"])).status_code == 200
+
+
+def test_a_token_never_reads_another_users_data_over_grpc(shop: Shop) -> None:
+    """The same over native gRPC through the gateway's port, one call per bound read RPC."""
+    shop_contracts, ids, secrets = _isolation_targets(shop)
+    pool = descriptor_pool.DescriptorPool()
+    for file in shop_contracts.files.file:
+        pool.Add(file)
+    reads = {b.full_method: b for b in shop_contracts.bindings if b.verb == "get"}
+    with grpc.insecure_channel(shop.envoy.address) as channel:
+        for binding in reads.values():
+            if policy.is_public(binding):
+                continue
+            request_type = message_factory.GetMessageClass(
+                pool.FindMessageTypeByName(binding.input_type)
+            )
+            request = request_type(**{f: ids[f] for f in binding.path_fields()})
+
+            def invoke(user: str, binding: Binding = binding, request: Any = request) -> Any:
+                return _grpc_read(channel, binding, request, shop.token(shop.state[user]))
+
+            with pytest.raises(grpc.RpcError) as refused:
+                invoke("bob")
+            error: Any = refused.value
+            expected = (
+                grpc.StatusCode.UNIMPLEMENTED
+                if binding.full_method in policy.IN_MESH_METHODS
+                else grpc.StatusCode.PERMISSION_DENIED
+            )
+            assert error.code() == expected, (binding.full_method, error)
+            assert not [s for s in secrets if s in str(error.details())], binding.full_method
+            if binding.full_method not in policy.IN_MESH_METHODS:
+                assert invoke("ada")
+
+
+def _grpc_read(
+    channel: grpc.Channel, binding: Binding, request: Any, headers: dict[str, str]
+) -> Any:
+    """Call a bound read RPC by its path with serialized messages; all replies of a stream."""
+    kind = channel.unary_stream if binding.server_streaming else channel.unary_unary
+    call: Any = kind(
+        binding.grpc_path,
+        request_serializer=lambda message: message.SerializeToString(),
+        response_deserializer=lambda data: data,
+    )
+    reply = call(request, metadata=tuple(headers.items()), timeout=10)
+    return list(reply) if binding.server_streaming else reply

@@ -72,3 +72,17 @@ async def test_status_codes_for_business_errors(serve: Serve) -> None:
         with pytest.raises(aio.AioRpcError) as paging:
             await stub.ListUsers(users_pb2.ListUsersRequest(page_size=1000))
         assert set(field_violations(paging.value)) == {"page_size"}
+
+
+async def test_list_users_is_in_mesh_only(serve: Serve) -> None:
+    """A call made for an end user (caller header set) never lists users, not even itself."""
+    async with serve([users_service()]) as channel:
+        stub = users_pb2_grpc.UserServiceStub(channel)
+        ann = await stub.CreateUser(users_pb2.CreateUserRequest(email="a@b.co", display_name="A"))
+        with pytest.raises(aio.AioRpcError) as refused:
+            await stub.ListUsers(
+                users_pb2.ListUsersRequest(), metadata=(("x-user-id", ann.user.user_id),)
+            )
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert error_reason(refused.value) == "IN_MESH_ONLY"
+        assert "a@b.co" not in str(refused.value.details())
