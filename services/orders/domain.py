@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
@@ -219,13 +219,22 @@ class Orders:
         shipping_address: Address | None = None,
         caller: str | None = None,
     ) -> Order:
-        """Run the saga for a new order, or return the order a retry of this request made."""
-        wanted = _validate_place(request_id, user_id, items, payment_token, shipping_address)
-        ensure_owner(caller, user_id)
+        """Run the saga for a new order, or return the order a retry of this request made.
+
+        Every bad field is reported at once: a malformed request still has its well-formed user
+        and product ids looked up, so unknown ids come back with the other violations.
+        """
+        violations = Violations()
+        wanted = _validate_place(
+            request_id, user_id, items, payment_token, shipping_address, violations
+        )
+        if user_id:
+            ensure_owner(caller, user_id)
         fingerprint = request_fingerprint(user_id, wanted, payment_token, shipping_address)
-        existing = self._store.by_request_id(request_id)
+        existing = None if violations else self._store.by_request_id(request_id)
         if existing is None:
-            await self._check_references(user_id, wanted)
+            await self._check_references(user_id, wanted, violations)
+            violations.raise_if_any()
             now = self._clock()
             order = Order(
                 order_id=self._new_id(),
@@ -411,19 +420,23 @@ class Orders:
         if event is not None:
             event.set()
 
-    async def _check_references(self, user_id: str, items: tuple[Item, ...]) -> None:
-        """Reject unknown users and products as bad input before anything is created."""
-        violations = Violations()
-        known = await asyncio.gather(
-            self._users.exists(user_id),
-            *(self._catalog.product_exists(i.product_id) for i in items),
+    async def _check_references(
+        self, user_id: str, items: tuple[Item, ...], violations: Violations
+    ) -> None:
+        """Add a violation for each unknown user or product id (empty ids are already reported)."""
+
+        async def known(exists: Callable[[str], Awaitable[bool]], value: str) -> bool:
+            return await exists(value) if value else True
+
+        found = await asyncio.gather(
+            known(self._users.exists, user_id),
+            *(known(self._catalog.product_exists, i.product_id) for i in items),
         )
-        violations.check(known[0], "user_id", f"no user {user_id!r}")
-        for index, (item, exists) in enumerate(zip(items, known[1:], strict=True)):
+        violations.check(found[0], "user_id", f"no user {user_id!r}")
+        for index, (item, exists) in enumerate(zip(items, found[1:], strict=True)):
             violations.check(
                 exists, f"items[{index}].product_id", f"no product {item.product_id!r}"
             )
-        violations.raise_if_any()
 
 
 def _validate_place(
@@ -432,8 +445,9 @@ def _validate_place(
     items: list[Item],
     payment_token: str,
     address: Address | None,
+    violations: Violations,
 ) -> tuple[Item, ...]:
-    violations = Violations()
+    """The requested items; every cheap (local) check's violation is added to `violations`."""
     violations.check(bool(request_id.strip()), "request_id", "must not be empty")
     violations.check(len(request_id) <= 100, "request_id", "must be at most 100 characters")
     violations.check(bool(user_id), "user_id", "must not be empty")
@@ -461,5 +475,4 @@ def _validate_place(
             "shipping_address.country_code",
             "must be an ISO 3166-1 alpha-2 code such as DE",
         )
-    violations.raise_if_any()
     return tuple(Item(i.product_id, i.quantity) for i in items)

@@ -92,6 +92,9 @@ class Violations:
     def add(self, field: str, description: str) -> None:
         self._items.append(FieldViolation(field, description))
 
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
     def raise_if_any(self) -> None:
         if self._items:
             raise InvalidArgument(self._items)

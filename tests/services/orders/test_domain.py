@@ -176,6 +176,23 @@ async def test_watch_streams_until_final(orders: Orders, payments: FakePayments)
         ({"payment_token": ""}, {"payment_token"}),
         ({"user_id": "usr_nobody"}, {"user_id"}),
         ({"items": [Item("sku-a", 1), Item("sku-unknown", 1)]}, {"items[1].product_id"}),
+        # Unknown ids come back together with the cheap checks' violations, in one answer.
+        (
+            {
+                "request_id": "",
+                "user_id": "usr_nobody",
+                "payment_token": "",
+                "items": [Item("sku-unknown", 0), Item("", 1)],
+            },
+            {
+                "request_id",
+                "user_id",
+                "payment_token",
+                "items[0].product_id",
+                "items[0].quantity",
+                "items[1].product_id",
+            },
+        ),
     ],
 )
 async def test_place_names_every_bad_field(
