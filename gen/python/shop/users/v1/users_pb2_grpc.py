@@ -71,7 +71,8 @@ class UserServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListUsers(self, request, context):
-        """ListUsers pages through all users, oldest first.
+        """ListUsers pages through all users, oldest first. It is an in-mesh (back-office) call:
+        the REST gateway does not serve it, and a call made for an end user is refused.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -38,7 +38,9 @@ class UserServiceStub:
     GetUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.GetUserRequest, _users_pb2.GetUserResponse]
     """GetUser returns one user by id."""
     ListUsers: _grpc.UnaryUnaryMultiCallable[_users_pb2.ListUsersRequest, _users_pb2.ListUsersResponse]
-    """ListUsers pages through all users, oldest first."""
+    """ListUsers pages through all users, oldest first. It is an in-mesh (back-office) call:
+    the REST gateway does not serve it, and a call made for an end user is refused.
+    """
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
@@ -50,7 +52,9 @@ class UserServiceAsyncStub(UserServiceStub):
     GetUser: _aio.UnaryUnaryMultiCallable[_users_pb2.GetUserRequest, _users_pb2.GetUserResponse]  # type: ignore[assignment]
     """GetUser returns one user by id."""
     ListUsers: _aio.UnaryUnaryMultiCallable[_users_pb2.ListUsersRequest, _users_pb2.ListUsersResponse]  # type: ignore[assignment]
-    """ListUsers pages through all users, oldest first."""
+    """ListUsers pages through all users, oldest first. It is an in-mesh (back-office) call:
+    the REST gateway does not serve it, and a call made for an end user is refused.
+    """
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     """UserService registers shop customers and looks them up."""
@@ -77,6 +81,8 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _users_pb2.ListUsersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.ListUsersResponse, _abc.Awaitable[_users_pb2.ListUsersResponse]]:
-        """ListUsers pages through all users, oldest first."""
+        """ListUsers pages through all users, oldest first. It is an in-mesh (back-office) call:
+        the REST gateway does not serve it, and a call made for an end user is refused.
+        """
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
