@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mesh.envoy import envoy_binary
+from mesh.otel import Tracing, TracingError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_DIR = ROOT / "var" / "gateway"
@@ -61,6 +62,9 @@ class Settings:
         }
     )
     log_level: str = "warning"
+    # Spans go over OTLP/gRPC when set; TRACE_SAMPLING is the percentage of requests that come
+    # without a `traceparent` for which the gateway starts a trace.
+    tracing: Tracing | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -101,6 +105,7 @@ class Settings:
             ),
             rate_limits=limits,
             log_level=environ.get("LOG_LEVEL", defaults.log_level).lower(),
+            tracing=_tracing(environ),
         )
 
     def upstream(self, context: str) -> str:
@@ -110,6 +115,18 @@ class Settings:
             raise SettingsError(
                 f"{context.upper()}_ADDR is not set: the contracts have a `{context}` service"
             ) from None
+
+
+def _tracing(environ: Mapping[str, str]) -> Tracing | None:
+    raw = environ.get("TRACE_SAMPLING") or "100"
+    try:
+        sampling = float(raw)
+    except ValueError:
+        raise SettingsError(f"TRACE_SAMPLING must be a percentage, got {raw!r}") from None
+    try:
+        return Tracing.from_endpoint(environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""), sampling)
+    except TracingError as error:
+        raise SettingsError(str(error)) from None
 
 
 def _port(name: str, value: str | None, default: int) -> int:

@@ -19,8 +19,10 @@ from mesh.local.clusters import inbound_cluster, outbound_cluster
 from mesh.local.envoy_filters import patch_http_filters
 from mesh.local.routes import outbound_routes, outbound_routes_name
 from mesh.local.stack import HOST
+from mesh.local.telemetry import trace_policy
 from mesh.local.workloads import Ports, Workload, workloads
 from mesh.local.xds import JSON, discovery_response, file_source, socket_address, typed
+from mesh.otel import RUNTIME, Tracing
 
 XDS_FILES = {"lds": "lds.json", "cds": "cds.json"}
 
@@ -34,6 +36,7 @@ def bootstrap(workload: Workload, xds_dir: Path, admin_port: int = 0) -> JSON:
             "metadata": {"WORKLOAD_NAME": workload.name, "SERVICE_ACCOUNT": workload.account},
         },
         "admin": {"address": socket_address(admin_port)},
+        "layered_runtime": RUNTIME,
         "dynamic_resources": {
             "lds_config": file_source(xds_dir / XDS_FILES["lds"], xds_dir),
             "cds_config": file_source(xds_dir / XDS_FILES["cds"], xds_dir),
@@ -86,27 +89,46 @@ def render(
     plan: Mapping[str, Ports],
     identity: Identity,
     xds_dir: Path,
+    otlp_endpoint: str = "",
 ) -> Rendered:
-    """Listeners, clusters and routes of `workload`'s sidecar."""
+    """Listeners, clusters and routes of `workload`'s sidecar; with `otlp_endpoint`, spans go
+    there as the mesh's Telemetry says."""
     every = workloads(mesh)
     ports = plan[workload.name]
     listeners, routes, clusters = [], [], {}
+    tracing = trace_policy(mesh, workload).tracing(otlp_endpoint)
+    if tracing is not None:
+        collector = tracing.cluster()
+        clusters[collector["name"]] = collector
+    trace = _tracer(workload, tracing)
     if ports.inbound:
-        listeners.append(_inbound_listener(mesh, workload, ports, identity, xds_dir))
+        listeners.append(_inbound_listener(mesh, workload, ports, identity, xds_dir, trace))
         routes.append(inbound_routes(mesh, workload, ports))
         app_cluster = inbound_cluster(ports.app)
         clusters[app_cluster["name"]] = app_cluster
     for host, port in sorted(ports.outbound.items()):
         route_config, targets = outbound_routes(mesh, host)
         routes.append(route_config)
-        listeners.append(_outbound_listener(mesh, workload, host, port, xds_dir))
+        listeners.append(_outbound_listener(mesh, workload, host, port, xds_dir, trace))
         for target in targets:
             clusters.setdefault(target.name, outbound_cluster(mesh, target, every, plan, identity))
     return Rendered(listeners, list(clusters.values()), routes)
 
 
+def _tracer(workload: Workload, tracing: Tracing | None) -> JSON:
+    """HCM `tracing`, with Istio's default service name for a proxy's spans: app.namespace."""
+    if tracing is None:
+        return {}
+    return {"tracing": tracing.http_tracing(f"{workload.app}.{workload.namespace}")}
+
+
 def _inbound_listener(
-    mesh: Mesh, workload: Workload, ports: Ports, identity: Identity, xds_dir: Path
+    mesh: Mesh,
+    workload: Workload,
+    ports: Ports,
+    identity: Identity,
+    xds_dir: Path,
+    trace: JSON,
 ) -> JSON:
     filters = [
         _http_filter("envoy.filters.http.rbac.deny", "rbac.v3.RBAC"),
@@ -117,16 +139,20 @@ def _inbound_listener(
     return {
         "name": "inbound",
         "address": socket_address(ports.inbound),
+        # The direction makes the span a SERVER span here, a CLIENT span on outbound.
+        "traffic_direction": "INBOUND",
         "filter_chains": [
             {
-                "filters": [_hcm("inbound", INBOUND_ROUTES, filters, xds_dir)],
+                "filters": [_hcm("inbound", INBOUND_ROUTES, filters, xds_dir, trace)],
                 "transport_socket": mtls.downstream(identity),
             }
         ],
     }
 
 
-def _outbound_listener(mesh: Mesh, workload: Workload, host: str, port: int, xds_dir: Path) -> JSON:
+def _outbound_listener(
+    mesh: Mesh, workload: Workload, host: str, port: int, xds_dir: Path, trace: JSON
+) -> JSON:
     filters = [
         _http_filter("envoy.filters.http.fault", "fault.v3.HTTPFault"),
         _http_filter("envoy.filters.http.router", "router.v3.Router"),
@@ -136,11 +162,12 @@ def _outbound_listener(mesh: Mesh, workload: Workload, host: str, port: int, xds
     return {
         "name": name,
         "address": socket_address(port),
-        "filter_chains": [{"filters": [_hcm(name, name, filters, xds_dir)]}],
+        "traffic_direction": "OUTBOUND",
+        "filter_chains": [{"filters": [_hcm(name, name, filters, xds_dir, trace)]}],
     }
 
 
-def _hcm(stat_prefix: str, routes: str, filters: list[JSON], xds_dir: Path) -> JSON:
+def _hcm(stat_prefix: str, routes: str, filters: list[JSON], xds_dir: Path, trace: JSON) -> JSON:
     return {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": typed(
@@ -153,6 +180,7 @@ def _hcm(stat_prefix: str, routes: str, filters: list[JSON], xds_dir: Path) -> J
                 "config_source": file_source(xds_dir / route_file(routes), xds_dir),
             },
             http_filters=filters,
+            **trace,
         ),
     }
 
