@@ -82,8 +82,12 @@ kustomize: ## Install kustomize (pinned, with Go) where kubectl is not there to 
 	@command -v kubectl >/dev/null || test -x build/bin/kustomize || \
 		GOBIN=$(CURDIR)/build/bin go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0
 
+.PHONY: kafka
+kafka: ## Fetch the Kafka broker's jars with Maven (Java 17) into build/kafka for the Kafka transport
+	$(PY) -m tools.kafka fetch
+
 .PHONY: test
-test: descriptors kustomize ## Run every test
+test: descriptors kustomize kafka ## Run every test
 	$(BIN)/pytest
 
 .PHONY: mesh-check

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from services.runtime.kafka import events_broker
 from services.runtime.settings import Env, ServerSettings
 
 
@@ -12,18 +13,22 @@ from services.runtime.settings import Env, ServerSettings
 class Settings:
     server: ServerSettings
     database_path: str
-    # The producers whose event streams feed the notifications.
+    # The producers whose event streams feed the notifications (unused with a broker).
     orders_addr: str
     payments_addr: str
     retry_seconds: float
+    events_broker: str  # Kafka bootstrap servers to consume from instead; "" for none
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         env = Env(environ)
+        broker = events_broker(env)
+        producer = "" if broker else None  # the streams' addresses are required only without one
         return cls(
             server=ServerSettings.from_env("notifications", environ, default_port=50055),
             database_path=env.string("DATABASE_PATH", "var/notifications.db"),
-            orders_addr=env.string("ORDERS_ADDR"),
-            payments_addr=env.string("PAYMENTS_ADDR"),
+            orders_addr=env.string("ORDERS_ADDR", producer),
+            payments_addr=env.string("PAYMENTS_ADDR", producer),
             retry_seconds=env.number("EVENTS_RETRY_SECONDS", 0.5),
+            events_broker=broker,
         )

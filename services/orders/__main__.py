@@ -7,11 +7,14 @@ import os
 
 from services.orders.clients import READ_METHODS, CatalogClient, PaymentsClient, UsersClient
 from services.orders.domain import Orders
+from services.orders.events import SUBJECTS
 from services.orders.servicer import OrderServicerV1, OrderServicerV2
 from services.orders.settings import Settings
 from services.orders.store import SqliteOrderStore
+from services.runtime.background import Background
 from services.runtime.channels import open_channel
 from services.runtime.event_stream import event_stream_service
+from services.runtime.kafka import OutboxRelay
 from services.runtime.server import Service, serve
 from shop.orders.v1 import orders_pb2 as v1
 from shop.orders.v1 import orders_pb2_grpc as v1_grpc
@@ -52,19 +55,16 @@ async def main() -> None:
         ),
         event_stream_service(store.outbox),
     ]
-    recovery: list[asyncio.Task[None]] = []
-
-    async def started() -> None:
-        recovery.append(
-            asyncio.create_task(orders.recover_forever(settings.recovery_interval_seconds))
-        )
+    jobs = [lambda: orders.recover_forever(settings.recovery_interval_seconds)]
+    if settings.events_broker:
+        jobs.append(OutboxRelay(store.outbox, settings.events_broker, SUBJECTS).run_forever)
+    background = Background(*jobs)
 
     async def stopped() -> None:
-        for task in recovery:
-            task.cancel()
+        await background.stop()
         await asyncio.gather(*(channel.close() for channel in channels))
 
-    await serve(settings.server, services, on_started=started, on_stopped=stopped)
+    await serve(settings.server, services, on_started=background.start, on_stopped=stopped)
 
 
 if __name__ == "__main__":

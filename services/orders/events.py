@@ -12,6 +12,7 @@ from services.runtime.outbox import NewEvent
 PLACED = "shop.orders.OrderPlaced"
 CONFIRMED = "shop.orders.OrderConfirmed"
 CANCELLED = "shop.orders.OrderCancelled"
+SUBJECTS = (PLACED, CONFIRMED, CANCELLED)
 
 
 def placed(order: Order) -> NewEvent:

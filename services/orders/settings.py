@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.orders.domain import SagaOptions, Step
+from services.runtime.kafka import events_broker
 from services.runtime.settings import Env, ServerSettings, SettingsError
 
 
@@ -18,6 +19,7 @@ class Settings:
     payments_addr: str
     saga: SagaOptions
     recovery_interval_seconds: float
+    events_broker: str  # Kafka bootstrap servers the outbox is relayed to; "" for none
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -36,4 +38,5 @@ class Settings:
                 hold_after=Step[hold] if hold else None,
             ),
             recovery_interval_seconds=env.number("SAGA_RECOVERY_SECONDS", 5.0),
+            events_broker=events_broker(env),
         )

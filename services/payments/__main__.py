@@ -6,10 +6,13 @@ import asyncio
 import os
 
 from services.payments.domain import Payments
+from services.payments.events import SUBJECTS
 from services.payments.servicer import PaymentServicer
 from services.payments.settings import Settings
 from services.payments.store import SqlitePaymentStore
+from services.runtime.background import Background
 from services.runtime.event_stream import event_stream_service
+from services.runtime.kafka import OutboxRelay
 from services.runtime.server import Service, serve
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
 
@@ -22,7 +25,16 @@ async def main() -> None:
         payments_pb2_grpc.add_PaymentServiceServicer_to_server,
         PaymentServicer(Payments(store)),
     )
-    await serve(settings.server, [service, event_stream_service(store.outbox)])
+    relays = []
+    if settings.events_broker:
+        relays.append(OutboxRelay(store.outbox, settings.events_broker, SUBJECTS).run_forever)
+    background = Background(*relays)
+    await serve(
+        settings.server,
+        [service, event_stream_service(store.outbox)],
+        on_started=background.start,
+        on_stopped=background.stop,
+    )
 
 
 if __name__ == "__main__":

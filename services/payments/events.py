@@ -10,6 +10,7 @@ from services.runtime.outbox import NewEvent
 
 CAPTURED = "shop.payments.PaymentCaptured"
 REFUNDED = "shop.payments.PaymentRefunded"
+SUBJECTS = (CAPTURED, REFUNDED)
 
 
 def captured(payment: Payment) -> NewEvent:

@@ -59,6 +59,17 @@ async def consume(
             await asyncio.sleep(retry_seconds)
 
 
+def apply_traced(handler: EventHandler, source: str, event: events_pb2.Event) -> None:
+    """Apply `event` in a span that continues the trace of the call that caused it."""
+    with tracer.start_as_current_span(
+        f"apply {event.subject}",
+        context=propagate.extract(dict(event.headers)),
+        kind=trace.SpanKind.CONSUMER,
+        attributes={"messaging.message.id": event.event_id, "messaging.source": source},
+    ):
+        handler.apply(source, event)
+
+
 class _Acks:
     """Reports progress to the producer in the background, at most one Ack in flight and
     always the newest offset, so a busy producer never slows the applying of events. Acks are
@@ -108,16 +119,7 @@ async def _follow(
     try:
         async for response in stub.Subscribe(request, wait_for_ready=True):
             for event in response.events:
-                with tracer.start_as_current_span(
-                    f"apply {event.subject}",
-                    context=propagate.extract(dict(event.headers)),
-                    kind=trace.SpanKind.CONSUMER,
-                    attributes={
-                        "messaging.message.id": event.event_id,
-                        "messaging.source": source,
-                    },
-                ):
-                    handler.apply(source, event)
+                apply_traced(handler, source, event)
             if response.events:
                 acks.advance(response.events[-1].offset)
     finally:

@@ -141,6 +141,13 @@ class Outbox:
         finally:
             self._waiters.discard(waiter)
 
+    def acked(self, consumer: str) -> int:
+        """`consumer`'s committed offset (0 before its first ack)."""
+        row = self.db.execute(
+            "SELECT acked_offset FROM outbox_consumers WHERE consumer = ?", (consumer,)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
     def ack(self, consumer: str, offset: int) -> int:
         """Record `consumer`'s progress (never backwards); returns its committed offset."""
         self.db.execute(
@@ -150,7 +157,4 @@ class Outbox:
             " ack_time = excluded.ack_time",
             (consumer, offset, time.time()),
         )
-        row = self.db.execute(
-            "SELECT acked_offset FROM outbox_consumers WHERE consumer = ?", (consumer,)
-        ).fetchone()
-        return int(row[0])
+        return self.acked(consumer)

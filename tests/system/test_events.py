@@ -1,5 +1,6 @@
 """Events across real processes: orders and notifications are SIGKILLed while 50 orders flow, and
-afterwards every committed event is in the feed exactly once, and every change has its event."""
+afterwards every committed event is in the feed exactly once, and every change has its event,
+over the embedded gRPC stream and over a real Kafka broker."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from mesh.local.stack import LocalStack
 from shop.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
 from tests.system.conftest import create_user
+from tools.kafka import KafkaBroker
 
 pytestmark = pytest.mark.system
 
@@ -89,10 +92,28 @@ def published(stack: LocalStack) -> list[tuple[str, str, str]]:
     ]
 
 
-def test_every_event_reaches_the_feed_once_through_crashes(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    with KafkaBroker(tmp_path_factory.mktemp("kafka")) as broker:
+        yield broker
+
+
+@pytest.fixture(params=["stream", "kafka"])
+def transport(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The services' environment for each event transport: the embedded gRPC stream, or a real
+    single-node Kafka the outboxes are relayed to and notifications consumes as a group."""
+    if request.param == "stream":
+        return {}
+    broker: KafkaBroker = request.getfixturevalue("kafka")
+    return {"EVENTS_BROKER": broker.url}
+
+
+def test_every_event_reaches_the_feed_once_through_crashes(
+    tmp_path: Path, transport: dict[str, str]
+) -> None:
     orders_env = {"SAGA_RECOVERY_SECONDS": "0.2", "SAGA_LEASE_SECONDS": "1"}
     with LocalStack(
-        tmp_path, env={"LOG_LEVEL": "WARNING"}, service_env={"orders": orders_env}
+        tmp_path, env={"LOG_LEVEL": "WARNING", **transport}, service_env={"orders": orders_env}
     ) as stack:
         user = create_user(stack, "events@example.com")
         placed: list[orders_pb2.Order] = []
@@ -149,3 +170,6 @@ def test_every_event_reaches_the_feed_once_through_crashes(tmp_path: Path) -> No
             entries = feed(stack, user)
         assert sorted(n.notification_id for n in entries) == expected
         assert rows(stack, "notifications", "SELECT * FROM dead_letters") == []
+        sources = {s for (s,) in rows(stack, "notifications", "SELECT source FROM source_offsets")}
+        kafka = {f"kafka:{subject}/0" for subject in {s for _, s, _ in events}}
+        assert sources == (kafka if transport else {"orders", "payments"})

@@ -1,0 +1,192 @@
+"""A single-node Apache Kafka broker in KRaft mode, from the Apache jars on Maven Central, for the
+events system test and local runs of the Kafka transport: `python -m tools.kafka run`.
+
+The jars are fetched once into build/kafka/libs with Maven (`python -m tools.kafka fetch`); the
+broker needs Java 17 or newer.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+ROOT = Path(__file__).resolve().parents[2]
+POM = Path(__file__).resolve().parent / "pom.xml"
+LIBS = ROOT / "build" / "kafka" / "libs"
+HOST = "127.0.0.1"
+READY_TIMEOUT = 60.0
+READY_LINE = "Kafka Server started"
+# Kafka logs through slf4j to reload4j; INFO to the console is what tells us it is ready.
+LOG_CONFIG = """\
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka=INFO
+log4j.logger.org.apache.kafka=WARN
+log4j.logger.kafka.server.KafkaRaftServer=INFO
+"""
+
+
+class KafkaError(RuntimeError):
+    """The broker could not be fetched or started; the message says why."""
+
+
+def fetch(timeout: float = 600) -> Path:
+    """Copy the broker's jars into build/kafka/libs (once) and return that folder."""
+    if any(LIBS.glob("kafka_2.13-*.jar")):
+        return LIBS
+    for tool in ("mvn", "java"):
+        if shutil.which(tool) is None:
+            raise KafkaError(f"`{tool}` is not on PATH: the Kafka broker needs Maven and Java 17")
+    run = subprocess.run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={LIBS}",
+            "-DincludeScope=runtime",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if run.returncode != 0:
+        raise KafkaError(f"fetching the Kafka jars failed:\n{run.stdout}\n{run.stderr}")
+    return LIBS
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+class KafkaBroker:
+    """One broker and controller in one JVM, on free loopback ports, under `workdir`."""
+
+    def __init__(self, workdir: Path, port: int = 0) -> None:
+        self.workdir = workdir
+        self.port = port or _free_port()
+        self.controller_port = _free_port()
+        self.log_path = workdir / "kafka.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The `EVENTS_BROKER` value that points the services at this broker."""
+        return f"kafka://{self.bootstrap}"
+
+    def _properties(self) -> Path:
+        path = self.workdir / "server.properties"
+        settings = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{HOST}:{self.controller_port}",
+            "listeners": f"PLAINTEXT://{self.bootstrap},CONTROLLER://{HOST}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.bootstrap}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.workdir / "data"),
+            # One node: every internal topic has one replica.
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "num.partitions": "1",
+        }
+        path.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        return path
+
+    def _java(self, *args: str) -> list[str]:
+        logging = self.workdir / "log4j.properties"
+        logging.write_text(LOG_CONFIG)
+        return [
+            "java",
+            "-Xmx512m",
+            f"-Dlog4j.configuration=file:{logging}",
+            "-cp",
+            f"{fetch()}/*",
+            *args,
+        ]
+
+    def start(self) -> KafkaBroker:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self._properties()
+        formatted = subprocess.run(
+            self._java("kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if formatted.returncode != 0:
+            raise KafkaError(f"formatting the Kafka log dir failed:\n{formatted.stderr}")
+        self._log = self.log_path.open("wb")
+        self._process = subprocess.Popen(
+            self._java("kafka.Kafka", str(config)),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "KAFKA_HEAP_OPTS": "-Xmx512m"},
+        )
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise KafkaError(f"Kafka exited with {self._process.returncode}:\n{self._tail()}")
+            if READY_LINE in self.log_path.read_text(errors="replace"):
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise KafkaError(f"Kafka was not ready within {READY_TIMEOUT}s:\n{self._tail()}")
+
+    def _tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> KafkaBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
