@@ -53,6 +53,7 @@ class Workload:
     env: dict[str, str]
     log_path: Path
     module: str = ""
+    command: tuple[str, ...] = ()  # what runs instead of `python -m module` (a Go service)
     http_health: str | None = None  # an HTTP path answering 200 when ready; else gRPC health
     process: subprocess.Popen[bytes] | None = None
     log_file: IO[bytes] | None = field(default=None, repr=False)
@@ -80,9 +81,11 @@ class LocalStack:
         startup_timeout: float = 20.0,
         modules: Mapping[str, str] | None = None,
         http_health: Mapping[str, str] | None = None,
+        commands: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """`modules` maps a workload to the module it runs (default `services.<name>`), so that
-        one service can run as several workloads (orders v1 and v2)."""
+        one service can run as several workloads (orders v1 and v2); `commands` runs a workload
+        that is not Python (the Go catalog) from its executable and arguments."""
         self.workdir = workdir
         self._timeout = startup_timeout
         chosen = {name: (ports or {}).get(name) or free_port() for name in services}
@@ -106,6 +109,7 @@ class LocalStack:
                 workload_env,
                 workdir / "logs" / f"{name}.log",
                 module=(modules or {}).get(name, f"services.{name}"),
+                command=tuple((commands or {}).get(name, ())),
                 http_health=(http_health or {}).get(name),
             )
 
@@ -138,7 +142,7 @@ class LocalStack:
         # run appends, so a crash and its recovery read as one story.
         workload.log_file = workload.log_path.open("wb" if workload.log_file is None else "ab")
         workload.process = subprocess.Popen(
-            [sys.executable, "-m", workload.module],
+            list(workload.command) or [sys.executable, "-m", workload.module],
             env=workload.env,
             stdout=workload.log_file,
             stderr=subprocess.STDOUT,
