@@ -60,10 +60,23 @@ compat: descriptors ## All schema gates in one report (Avro modes and immutabili
 
 MESH ?= on
 SCENARIO ?=
+OBSERVE ?= off
 
 .PHONY: up
-up: setup ## Run the shop locally with Envoy sidecars and demo data (MESH=off: plain processes)
-	$(PY) -m mesh.local up --mesh $(MESH)
+up: setup ## Run the shop locally with Envoy sidecars and demo data (MESH=off: plain processes; OBSERVE=on: Jaeger)
+	$(PY) -m mesh.local up --mesh $(MESH) --observe $(OBSERVE)
+
+.PHONY: observe
+observe: ## `make up OBSERVE=on`: the shop with Jaeger, every app and Envoy tracing into it
+	$(MAKE) up OBSERVE=on
+
+.PHONY: jaeger
+jaeger: setup ## Build the pinned Jaeger (tools/jaeger/go.mod) into build/bin once (needs Go)
+	$(PY) -m mesh.local jaeger
+
+.PHONY: metrics
+metrics: setup ## RED metrics per workload (sidecar and app) of the running `make up`
+	$(PY) -m mesh.local metrics
 
 .PHONY: mesh-apply
 mesh-apply: setup ## Switch the running mesh to SCENARIO=mesh/scenarios/<file> (no restart)
@@ -114,7 +127,7 @@ bench-events: descriptors ## Benchmark events through outbox, stream and feed: e
 	$(PY) -m bench.events_bench
 
 .PHONY: ci
-ci: setup check-generated lint test ## What CI runs
+ci: setup check-generated lint jaeger test ## What CI runs
 	$(MAKE) contracts AGAINST=HEAD~1
 
 .PHONY: openapi

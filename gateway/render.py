@@ -266,6 +266,8 @@ def _rest_routes(settings: Settings, bindings: Iterable[Binding]) -> list[JSON]:
                     # OPTIONS too: the CORS filter answers preflights only on routes with a cluster.
                     "headers": [_method(b.verb.upper(), "OPTIONS")],
                 },
+                # The span's name: the route as written, not the path with its ids.
+                "decorator": {"operation": f"{b.verb.upper()} {b.path}"},
                 **_upstream(settings, b, rest=True),
             }
             for b in group

@@ -57,9 +57,11 @@ class Tracing:
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def http_tracing(self, service_name: str) -> JSON:
-        """The `tracing` block of an HTTP connection manager: its spans carry `service_name`."""
+    def http_tracing(self, service_name: str, operation: str = "") -> JSON:
+        """The `tracing` block of an HTTP connection manager: its spans carry `service_name`,
+        and are named by `operation` (an Envoy format string) unless a route decorates them."""
         return {
+            **({"operation": operation} if operation else {}),
             "provider": {
                 "name": "envoy.tracers.opentelemetry",
                 "typed_config": {

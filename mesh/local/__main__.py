@@ -3,26 +3,34 @@
 `up` runs every workload with its Envoy sidecar (`--mesh off`: plain processes), stays in the
 foreground, prefixes each service's log lines with its name, and stops everything gracefully on
 Ctrl-C, SIGTERM, or `make down` from another terminal. `apply` switches the running sidecars to
-a scenario without restarting anything; `status` shows what each sidecar routes.
+a scenario without restarting anything; `status` shows what each sidecar routes. With
+`--observe on`, Jaeger runs too and every app and Envoy sends it spans; `metrics` prints the
+RED table of a running stack; `jaeger` only builds Jaeger.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import secrets
 import signal
+import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 
 from mesh.check import MeshError, Settings
 from mesh.envoy import EnvoyError
+from mesh.local import jaeger, red
+from mesh.local.jaeger import Jaeger, JaegerError
 from mesh.local.stack import DEFAULT_PORTS, HOST, LocalStack, StackError
-from mesh.local.supervisor import ApplyError, LocalMesh
+from mesh.local.supervisor import ApplyError, LocalMesh, PortPicker
 from shop.users.v1 import users_pb2, users_pb2_grpc
 
 DEMO_EMAIL = "demo@shop.example"
@@ -161,20 +169,85 @@ def mesh_banner(mesh: LocalMesh, demo_user: str) -> str:
     )
 
 
-def up(workdir: Path, *, mesh: bool = True, scenario: Path | None = None) -> int:
+# Jaeger's usual ports for `make up OBSERVE=on`, if free (its UI is :16686 everywhere).
+JAEGER_PORTS = jaeger.Ports(otlp=4317, query=16686, query_grpc=16685)
+
+
+@contextlib.contextmanager
+def observing(workdir: Path, observe: bool) -> Iterator[Jaeger | None]:
+    """Jaeger for the run (built first if need be), or nothing."""
+    if not observe:
+        yield None
+        return
+    jaeger.build(jaeger.jaeger_binary())
+    picker = PortPicker()
+    usual = (JAEGER_PORTS.otlp, JAEGER_PORTS.query, JAEGER_PORTS.query_grpc)
+    ports = jaeger.Ports(*(port if _free(port) else picker.pick() for port in usual))
+    with Jaeger(workdir / "jaeger", ports) as running:
+        yield running
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def sample_trace(gateway: str) -> str:
+    """Browse the catalog through the gateway under a trace id chosen here; that id."""
+    trace_id = secrets.token_hex(16)
+    request = urllib.request.Request(
+        f"{gateway}/v1/products?pageSize=3",
+        headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
+    )
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+    return trace_id
+
+
+def observe_banner(viewer: Jaeger | None, gateway: str) -> str:
+    if viewer is None:
+        return "  metrics: make metrics (RED per workload; make up OBSERVE=on adds traces)\n"
+    trace_id = sample_trace(gateway)
+    return "\n".join(
+        [
+            f"  traces: {viewer.ui} (Jaeger query API {viewer.ui}/api/traces?service=gateway)",
+            f"  sample trace: {viewer.ui}/trace/{trace_id}",
+            f"    curl -s {viewer.ui}/api/traces/{trace_id}",
+            "  metrics: make metrics (RED per workload)",
+            "",
+        ]
+    )
+
+
+def up(
+    workdir: Path, *, mesh: bool = True, scenario: Path | None = None, observe: bool = False
+) -> int:
     pid_file = workdir / "run" / "up.pid"
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    if mesh:
-        return up_mesh(workdir, pid_file, stopping, scenario)
+    with observing(workdir, observe) as viewer:
+        if mesh:
+            return up_mesh(workdir, pid_file, stopping, scenario, viewer)
+        return up_plain(workdir, pid_file, stopping, viewer)
+
+
+def up_plain(
+    workdir: Path, pid_file: Path, stopping: threading.Event, viewer: Jaeger | None
+) -> int:
     service_env = {name: {"METRICS_PORT": str(port)} for name, port in METRICS_PORTS.items()}
     service_env["gateway"] = {"GATEWAY_PORT": str(GATEWAY_PORT), "ADMIN_PORT": "0"}
+    env = {} if viewer is None else {"OTEL_EXPORTER_OTLP_ENDPOINT": viewer.otlp_endpoint}
     with LocalStack(
         workdir,
         services=[*DEFAULT_PORTS, "gateway"],
         ports={**DEFAULT_PORTS, "gateway": GATEWAY_PORT},
+        env=env,
         service_env=service_env,
         modules={"gateway": "gateway"},
         http_health={"gateway": "/healthz"},
@@ -183,22 +256,44 @@ def up(workdir: Path, *, mesh: bool = True, scenario: Path | None = None) -> int
             stack,
             pid_file,
             stopping,
-            lambda: banner(stack, seed_demo_user(stack.address("users"))),
+            lambda: (
+                banner(stack, seed_demo_user(stack.address("users")))
+                + observe_banner(viewer, f"http://{stack.address('gateway')}")
+            ),
             stack.exited,
         )
     pid_file.unlink(missing_ok=True)
     return 0
 
 
-def up_mesh(workdir: Path, pid_file: Path, stopping: threading.Event, scenario: Path | None) -> int:
-    with LocalMesh(workdir, scenario=scenario, app_ports=MESH_APP_PORTS) as mesh:
+def up_mesh(
+    workdir: Path,
+    pid_file: Path,
+    stopping: threading.Event,
+    scenario: Path | None,
+    viewer: Jaeger | None,
+) -> int:
+    with LocalMesh(
+        workdir,
+        scenario=scenario,
+        app_ports=MESH_APP_PORTS,
+        otlp_endpoint="" if viewer is None else viewer.otlp_endpoint,
+    ) as mesh:
         assert mesh.stack is not None
+
+        def alive() -> list[str]:
+            dead = mesh.check_alive()
+            return dead if viewer is None or viewer.alive() else [*dead, "jaeger"]
+
         serve(
             mesh.stack,
             pid_file,
             stopping,
-            lambda: mesh_banner(mesh, seed_demo_user(mesh.address("users"))),
-            mesh.check_alive,
+            lambda: (
+                mesh_banner(mesh, seed_demo_user(mesh.address("users")))
+                + observe_banner(viewer, f"http://{mesh.address('gateway')}")
+            ),
+            alive,
         )
     pid_file.unlink(missing_ok=True)
     return 0
@@ -267,18 +362,29 @@ def down(workdir: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mesh.local", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "apply", "status"])
+    parser.add_argument("command", choices=["up", "down", "apply", "status", "metrics", "jaeger"])
     parser.add_argument("scenario", nargs="?", type=Path, help="apply: a mesh/scenarios file")
     parser.add_argument("--workdir", type=Path, default=Path("var"), help="data, logs and pid")
     parser.add_argument("--mesh", choices=["on", "off"], default="on", help="up: with sidecars?")
     parser.add_argument("--scenario", dest="start_scenario", type=Path, help="up: start with it")
+    parser.add_argument("--observe", choices=["on", "off"], default="off", help="up: Jaeger too?")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            return up(args.workdir, mesh=args.mesh == "on", scenario=args.start_scenario)
-    except (MeshError, EnvoyError, StackError) as error:
-        print(f"make up FAILED:\n{error}", file=sys.stderr)
+            return up(
+                args.workdir,
+                mesh=args.mesh == "on",
+                scenario=args.start_scenario,
+                observe=args.observe == "on",
+            )
+        if args.command == "jaeger":
+            print(jaeger.build(jaeger.jaeger_binary()))
+            return 0
+    except (MeshError, EnvoyError, StackError, JaegerError) as error:
+        print(f"make {args.command} FAILED:\n{error}", file=sys.stderr)
         return 1
+    if args.command == "metrics":
+        return red.main(args.workdir)
     if args.command == "apply":
         return apply(args.workdir, args.scenario)
     if args.command == "status":

@@ -119,7 +119,9 @@ def _tracer(workload: Workload, tracing: Tracing | None) -> JSON:
     """HCM `tracing`, with Istio's default service name for a proxy's spans: app.namespace."""
     if tracing is None:
         return {}
-    return {"tracing": tracing.http_tracing(f"{workload.app}.{workload.namespace}")}
+    # Spans are named by the gRPC method, as the apps name theirs.
+    service = f"{workload.app}.{workload.namespace}"
+    return {"tracing": tracing.http_tracing(service, "%REQ(:PATH)%")}
 
 
 def _inbound_listener(
@@ -131,6 +133,13 @@ def _inbound_listener(
     trace: JSON,
 ) -> JSON:
     filters = [
+        # Counts every call by method and gRPC status, denials included (the RED metrics).
+        {
+            "name": "envoy.filters.http.grpc_stats",
+            "typed_config": typed(
+                "extensions.filters.http.grpc_stats.v3.FilterConfig", stats_for_all_methods=True
+            ),
+        },
         _http_filter("envoy.filters.http.rbac.deny", "rbac.v3.RBAC"),
         _http_filter("envoy.filters.http.rbac.allow", "rbac.v3.RBAC"),
         _http_filter("envoy.filters.http.router", "router.v3.Router"),

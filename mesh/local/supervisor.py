@@ -13,7 +13,7 @@ import random
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,14 +25,29 @@ from mesh.local.authorization import INBOUND_ROUTES
 from mesh.local.ca import Identity, LocalCA
 from mesh.local.envoys import Sidecar
 from mesh.local.sidecar import Rendered, bootstrap, render
-from mesh.local.stack import HOST, LocalStack
+from mesh.local.stack import HOST, LocalStack, StackError
+from mesh.local.telemetry import trace_policy
 from mesh.local.workloads import Ports, Workload, workloads
 
 STATE_FILE = "mesh/state.json"
+# Where `make` builds the programs of workloads that are not Python (the Go catalog).
+LOCAL_BIN = Path(__file__).resolve().parents[2] / "build" / "bin"
 # Settings the local mesh sets itself, whatever the Deployment says.
 _LOCAL_SETTINGS = frozenset({"HOST", "PORT", "METRICS_PORT", "DATABASE_PATH"})
 # The REST gateway reads its listener from GATEWAY_* settings and is ready when /healthz is 200.
 GATEWAY_MODULE = "gateway"
+
+
+def local_command(workload: Workload) -> list[str]:
+    """How this machine runs a workload that is not Python: its program from build/bin, as the
+    container image would carry it on PATH."""
+    program = LOCAL_BIN / Path(workload.command[0]).name
+    if not program.is_file():
+        raise StackError(
+            f"{workload.name} runs {workload.command[0]!r}, and {program} is missing:"
+            f" build it with `make {program.name}`"
+        )
+    return [str(program), *workload.command[1:]]
 
 
 class ApplyError(RuntimeError):
@@ -49,6 +64,8 @@ class Running:
     scenario: str | None
     version: str
     pid: int  # the supervisor's: the state is stale once it is gone
+    metrics: Mapping[str, int] = field(default_factory=dict)  # app /metrics ports
+    otlp_endpoint: str = ""
 
     def save(self) -> None:
         path = self.workdir / STATE_FILE
@@ -57,12 +74,14 @@ class Running:
             "pid": self.pid,
             "scenario": self.scenario,
             "version": self.version,
+            "otlp_endpoint": self.otlp_endpoint,
             "workloads": {
                 name: {
                     "admin": self.admins.get(name, ""),
                     "app": ports.app,
                     "inbound": ports.inbound,
                     "outbound": dict(ports.outbound),
+                    "metrics": self.metrics.get(name, 0),
                 }
                 for name, ports in self.plan.items()
             },
@@ -85,7 +104,17 @@ class Running:
             for name, w in document["workloads"].items()
         }
         admins = {name: w["admin"] for name, w in document["workloads"].items()}
-        return cls(workdir, plan, admins, document.get("scenario"), document["version"], pid)
+        metrics = {name: int(w.get("metrics", 0)) for name, w in document["workloads"].items()}
+        return cls(
+            workdir,
+            plan,
+            admins,
+            document.get("scenario"),
+            document["version"],
+            pid,
+            metrics,
+            str(document.get("otlp_endpoint", "")),
+        )
 
 
 class PortPicker:
@@ -122,6 +151,8 @@ class LocalMesh:
 
     `app_ports` pins apps to ports (for `make up`); tests leave it empty and get free ports.
     `service_env` adds settings per workload (e.g. the gateway's rate limits in tests).
+    `otlp_endpoint` (an OTLP/gRPC collector) turns tracing on in every app and, as the mesh's
+    Telemetry says, in the sidecars.
     """
 
     def __init__(
@@ -134,8 +165,10 @@ class LocalMesh:
         service_env: Mapping[str, Mapping[str, str]] | None = None,
         envoy_bin: str | None = None,
         plan: Mapping[str, Ports] | None = None,
+        otlp_endpoint: str = "",
     ) -> None:
         self.workdir = workdir
+        self.otlp_endpoint = otlp_endpoint
         self.settings = settings or Settings.from_env()
         self.scenario = scenario
         self._app_ports = dict(app_ports or {})
@@ -152,6 +185,8 @@ class LocalMesh:
             )
             for name, w in self.workloads.items()
         }
+        # Each app's Prometheus /metrics (the gateway's: its Envoy admin, /stats/prometheus).
+        self.metrics_ports: dict[str, int] = {name: ports.pick() for name in self.workloads}
         self.sidecars = {
             name: Sidecar(name, workdir / "mesh" / name, self._envoy_bin) for name in self.workloads
         }
@@ -165,7 +200,10 @@ class LocalMesh:
     def attach(cls, workdir: Path, settings: Settings | None = None) -> LocalMesh:
         """The mesh that `make up` runs from `workdir`, to reconfigure or inspect it."""
         running = Running.read(workdir)
-        local = cls(workdir, settings=settings, plan=running.plan)
+        local = cls(
+            workdir, settings=settings, plan=running.plan, otlp_endpoint=running.otlp_endpoint
+        )
+        local.metrics_ports = dict(running.metrics)
         local.scenario = Path(running.scenario) if running.scenario else None
         missing = sorted(set(local.workloads) - set(running.plan))
         if missing:
@@ -198,6 +236,9 @@ class LocalMesh:
         self.close()
 
     def _start(self) -> None:
+        for workload in self.workloads.values():
+            if workload.command:
+                local_command(workload)  # fail before starting anything when a program is missing
         for name, workload in self.workloads.items():
             sidecar = self.sidecars[name]
             dns = (f"{workload.app}.{workload.namespace}.svc.cluster.local",)
@@ -218,6 +259,7 @@ class LocalMesh:
             ports={name: ports.app for name, ports in self.plan.items()},
             service_env={name: self._app_env(name) for name in self.workloads},
             modules={name: w.module for name, w in self.workloads.items()},
+            commands={name: local_command(w) for name, w in self.workloads.items() if w.command},
             http_health={
                 n: "/healthz" for n, w in self.workloads.items() if w.module == GATEWAY_MODULE
             },
@@ -244,14 +286,22 @@ class LocalMesh:
         env.update(
             HOST=HOST,
             PORT=str(ports.app),
-            METRICS_PORT="0",
+            METRICS_PORT=str(self.metrics_ports[name]),
             # Versions of one app share its database, as pods share a database server.
             DATABASE_PATH=str(self.workdir / "data" / f"{workload.app}.db"),
         )
         for setting, host in workload.peers.items():
             env[setting] = f"{HOST}:{ports.outbound[host]}"
+        if self.otlp_endpoint:
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.otlp_endpoint
         if workload.module == GATEWAY_MODULE:
-            env.update(GATEWAY_HOST=HOST, GATEWAY_PORT=str(ports.app), ADMIN_PORT="0")
+            env.update(
+                GATEWAY_HOST=HOST,
+                GATEWAY_PORT=str(ports.app),
+                ADMIN_PORT=str(self.metrics_ports[name]),
+                # The gateway starts the traces: it samples as the mesh's Telemetry says.
+                TRACE_SAMPLING=str(trace_policy(self.mesh, workload).sampling),
+            )
         env.update(self._service_env.get(name, {}))
         return env
 
@@ -259,7 +309,14 @@ class LocalMesh:
 
     def render(self, mesh: Mesh, name: str) -> Rendered:
         sidecar = self.sidecars[name]
-        return render(mesh, self.workloads[name], self.plan, self.identities[name], sidecar.xds_dir)
+        return render(
+            mesh,
+            self.workloads[name],
+            self.plan,
+            self.identities[name],
+            sidecar.xds_dir,
+            self.otlp_endpoint,
+        )
 
     def apply(self, scenario: Path | None) -> str:
         """Validate `scenario` with mesh.check, swap every sidecar's files, confirm; the version."""
@@ -283,7 +340,16 @@ class LocalMesh:
     def _save(self) -> None:
         admins = {name: s.admin for name, s in self.sidecars.items()}
         scenario = display(self.scenario) if self.scenario else None
-        Running(self.workdir, self.plan, admins, scenario, self.version, self.supervisor_pid).save()
+        Running(
+            self.workdir,
+            self.plan,
+            admins,
+            scenario,
+            self.version,
+            self.supervisor_pid,
+            self.metrics_ports,
+            self.otlp_endpoint,
+        ).save()
 
     # --- inspection ------------------------------------------------------------------------
 
