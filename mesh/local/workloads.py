@@ -19,7 +19,8 @@ class Workload:
     namespace: str
     labels: Mapping[str, str]
     account: str
-    module: str  # what `python -m` runs
+    module: str  # what `python -m` runs; "" when the container runs another program
+    command: tuple[str, ...]  # the container's command when it is not `python -m MODULE`
     port: int  # the container port the app listens on in a pod
     grpc: bool  # probed with gRPC, so it serves gRPC (the gateway serves HTTP)
     env: Mapping[str, str]  # the Deployment's literal env values
@@ -60,10 +61,9 @@ def workloads(mesh: Mesh) -> dict[str, Workload]:
             raise error(deployment, "spec.template.spec.containers", "no container")
         container = containers[0]
         command = [str(c) for c in as_list(container.get("command"))]
-        if "-m" not in command[:-1]:
-            raise error(
-                deployment, "spec.template.spec.containers[0].command", "not `python -m MODULE`"
-            )
+        python = bool(command) and command[0].startswith("python") and "-m" in command[:-1]
+        if not command:
+            raise error(deployment, "spec.template.spec.containers[0].command", "no command")
         env = {
             str(e["name"]): str(e["value"])
             for e in map(as_dict, as_list(container.get("env")))
@@ -89,7 +89,8 @@ def workloads(mesh: Mesh) -> dict[str, Workload]:
                 for k, v in as_dict(as_dict(template.get("metadata")).get("labels")).items()
             },
             account=str(pod.get("serviceAccountName", "default")),
-            module=command[command.index("-m") + 1],
+            module=command[command.index("-m") + 1] if python else "",
+            command=() if python else tuple(command),
             port=port,
             grpc=bool(grpc_ports),
             env=env,

@@ -82,7 +82,7 @@ def test_abort_scenario_returns_its_status_and_the_saga_compensates(
 def test_retries_hide_a_flaky_callee(mesh: LocalMesh) -> None:
     catalog, gateway = mesh.sidecars["catalog"], mesh.sidecars["gateway"]
     aborts = "http.inbound.fault.aborts_injected"
-    retries = "cluster.outbound|50052||catalog.upstream_rq_retry"
+    retries = "cluster.outbound|50052|v1|catalog.upstream_rq_retry"
     mesh.apply(SCENARIOS / "catalog-flaky-with-retries.yaml")
 
     with grpc.insecure_channel(mesh.outbound("gateway", "catalog")) as channel:
