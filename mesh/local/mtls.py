@@ -9,12 +9,19 @@ from mesh.local.xds import JSON, typed
 
 
 def downstream(identity: Identity) -> JSON:
-    """The inbound listener's TLS: this workload's certificate; clients must present theirs."""
+    """The inbound listener's TLS: this workload's certificate; clients must present theirs.
+
+    STRICT mTLS refuses a caller without a certificate in the handshake. Under TLS 1.3 the server
+    checks the client's certificate after the client has finished, so a caller without one only
+    sees its deadline pass; capped at 1.2, it gets a handshake alert at once.
+    """
+    context = _context(identity)
+    context["tls_params"]["tls_maximum_protocol_version"] = "TLSv1_2"
     return _socket(
         typed(
             "extensions.transport_sockets.tls.v3.DownstreamTlsContext",
             require_client_certificate=True,
-            common_tls_context=_context(identity),
+            common_tls_context=context,
         )
     )
 

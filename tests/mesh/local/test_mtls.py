@@ -6,12 +6,15 @@ as a calling workload's sidecar would.
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.settings import ROOT
 from mesh.local.ca import Identity, LocalCA
 from mesh.local.supervisor import LocalMesh
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
@@ -50,7 +53,7 @@ def get_payment(channel: grpc.Channel) -> grpc.RpcError:
 
 def test_plaintext_to_any_inbound_port_fails(mesh: LocalMesh) -> None:
     inbound = [name for name, ports in mesh.plan.items() if ports.inbound]
-    assert len(inbound) == 6
+    assert inbound == [name for name in mesh.workloads if name != "gateway"]
     for name in inbound:
         with (
             grpc.insecure_channel(mesh.inbound(name)) as channel,
@@ -58,6 +61,48 @@ def test_plaintext_to_any_inbound_port_fails(mesh: LocalMesh) -> None:
         ):
             health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, name
+
+
+def test_tls_without_a_client_certificate_fails_fast_and_says_why(mesh: LocalMesh) -> None:
+    """STRICT mTLS refuses in the handshake, at once, not when the caller's deadline passes."""
+    credentials = grpc.ssl_channel_credentials(root_certificates=mesh.ca.cert_path.read_bytes())
+    for name, ports in mesh.plan.items():
+        if not ports.inbound:
+            continue
+        server = f"{mesh.workloads[name].app}.default.svc.cluster.local"
+        options = [("grpc.ssl_target_name_override", server)]
+        started = time.monotonic()
+        with (
+            grpc.secure_channel(mesh.inbound(name), credentials, options=options) as channel,
+            pytest.raises(grpc.RpcError) as caught,
+        ):
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert time.monotonic() - started < 2, name
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, name
+        assert "HANDSHAKE_FAILURE" in (caught.value.details() or ""), caught.value.details()
+
+
+def test_a_go_client_without_a_certificate_sees_the_handshake_fail(mesh: LocalMesh) -> None:
+    """grpcurl is grpc-go: under TLS 1.3 it saw only "context deadline exceeded"."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "grpcurl"),
+            "-cacert",
+            str(mesh.ca.cert_path),
+            "-authority",
+            "payments.default.svc.cluster.local",
+            "-max-time",
+            "10",
+            mesh.inbound("payments"),
+            "grpc.health.v1.Health/Check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert time.monotonic() - started < 2
+    assert "tls: handshake failure" in result.stderr, result.stderr
 
 
 def test_a_certificate_from_another_ca_fails(mesh: LocalMesh, tmp_path: Path) -> None:
