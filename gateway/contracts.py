@@ -17,6 +17,8 @@ from google.api.http_pb2 import HttpRule
 from google.protobuf import descriptor_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from shop.api.v1 import field_rules_pb2
+
 # The contracts' packages are `shop.<context>.<version>`; the context names the upstream.
 PACKAGE = re.compile(r"^shop\.(?P<context>[a-z][a-z0-9_]*)\.v\d+\w*$")
 # google.rpc.Status bodies carry BadRequest/ErrorInfo details only if the transcoder knows them.
@@ -205,3 +207,10 @@ def field_behaviors(field: descriptor_pb2.FieldDescriptorProto) -> set[int]:
     """The google.api.field_behavior values set on a field."""
     behavior: Any = field_behavior_pb2.field_behavior
     return set(field.options.Extensions[behavior])
+
+
+def field_rules(field: descriptor_pb2.FieldDescriptorProto) -> field_rules_pb2.FieldRules:
+    """The shop.api.v1.rules bounds set on a field (an empty FieldRules if none)."""
+    rules: Any = field_rules_pb2.rules
+    value: field_rules_pb2.FieldRules = field.options.Extensions[rules]
+    return value

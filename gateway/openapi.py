@@ -12,7 +12,8 @@ from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 
 from gateway import policy
-from gateway.contracts import Binding, Contracts, field_behaviors
+from gateway.contracts import Binding, Contracts, field_behaviors, field_rules
+from shop.api.v1 import field_rules_pb2
 
 JSON = dict[str, Any]
 FieldType = descriptor_pb2.FieldDescriptorProto
@@ -71,6 +72,13 @@ PROTECTED_STATUSES = {
     "401": "A bearer token is missing or invalid.",
     "403": "The token's subject may not act on this resource.",
 }
+# The gateway refuses paths with an encoded slash, backslash or NUL, and paths that normalize
+# elsewhere (render.py: path_with_escaped_slashes_action, normalize_path): a path parameter can
+# hold neither, nor be a `.` or `..` segment.
+PATH_SEGMENT = r"^(?!\.{1,2}$)[^/\\\x00]+$"
+# proto3 cannot tell absent from empty, and the services strip spaces: a required string must
+# have a non-space character.
+NOT_BLANK = r"\S"
 STREAMING_NOTE = (
     " Streams newline-delimited JSON: one message per line, sent as each change happens;"
     " the stream ends once the order is final."
@@ -124,8 +132,24 @@ def _non_empty(schema: JSON) -> JSON:
     if schema.get("type") == "array":
         return {**schema, "minItems": 1}
     if schema.get("type") == "string" and "format" not in schema:
-        return {**schema, "minLength": 1}
+        return {"minLength": 1, "pattern": NOT_BLANK, **schema}
     return schema
+
+
+def _with_rules(schema: JSON, rules: field_rules_pb2.FieldRules) -> JSON:
+    """`schema` narrowed by the field's shop.api.v1.rules (bounds a service enforces)."""
+    narrowed = dict(schema)
+    if rules.HasField("minimum"):
+        narrowed["minimum"] = rules.minimum
+    if rules.HasField("maximum"):
+        narrowed["maximum"] = rules.maximum
+    if rules.HasField("max_length"):
+        narrowed["maxLength"] = rules.max_length
+    if rules.format:
+        narrowed["format"] = rules.format
+    if rules.pattern:
+        narrowed["pattern"] = rules.pattern
+    return narrowed
 
 
 def _plain(name: str, summary: str, schema: JSON) -> JSON:
@@ -206,6 +230,7 @@ class _Builder:
         schema = dict(self._field(field))
         if schema.get("type") == "string":
             schema.setdefault("minLength", 1)
+            schema.setdefault("pattern", PATH_SEGMENT)
         return {
             "name": field_path,
             "in": "path",
@@ -279,11 +304,10 @@ class _Builder:
                 schema = {**schema, "description": description}
             if field_behavior_pb2.OUTPUT_ONLY in behaviors:
                 schema = {**schema, "readOnly": True}
-            properties[name] = schema
             if field_behavior_pb2.REQUIRED in behaviors:
-                # proto3 cannot tell absent from empty: a required value is a non-empty one.
                 required.append(name)
                 schema = _non_empty(schema)
+            properties[name] = schema
         result: JSON = {"type": "object", "properties": properties}
         if required:
             result["required"] = required
@@ -307,6 +331,11 @@ class _Builder:
                 single["description"] = comment
         else:
             single = dict(SCALARS[field.type])
+        rules = field_rules(field)
+        single = _with_rules(single, rules)
         if field.label == FieldType.LABEL_REPEATED:
-            return {"type": "array", "items": single}
+            array: JSON = {"type": "array", "items": single}
+            if rules.HasField("max_items"):
+                array["maxItems"] = rules.max_items
+            return array
         return single

@@ -29,6 +29,8 @@ log = logging.getLogger("shop.orders.saga")
 
 COUNTRY_CODE = re.compile(r"^[A-Z]{2}$")
 MAX_ITEMS = 50
+MAX_QUANTITY = 1000
+MAX_REQUEST_ID_LENGTH = 100
 
 
 class Status(enum.Enum):
@@ -449,7 +451,11 @@ def _validate_place(
 ) -> tuple[Item, ...]:
     """The requested items; every cheap (local) check's violation is added to `violations`."""
     violations.check(bool(request_id.strip()), "request_id", "must not be empty")
-    violations.check(len(request_id) <= 100, "request_id", "must be at most 100 characters")
+    violations.check(
+        len(request_id) <= MAX_REQUEST_ID_LENGTH,
+        "request_id",
+        f"must be at most {MAX_REQUEST_ID_LENGTH} characters",
+    )
     violations.check(bool(user_id), "user_id", "must not be empty")
     violations.check(bool(items), "items", "must contain at least one item")
     violations.check(len(items) <= MAX_ITEMS, "items", f"must contain at most {MAX_ITEMS} items")
@@ -460,7 +466,11 @@ def _validate_place(
             item.product_id not in seen, f"items[{index}].product_id", "appears more than once"
         )
         violations.check(item.quantity >= 1, f"items[{index}].quantity", "must be at least 1")
-        violations.check(item.quantity <= 1000, f"items[{index}].quantity", "must be at most 1000")
+        violations.check(
+            item.quantity <= MAX_QUANTITY,
+            f"items[{index}].quantity",
+            f"must be at most {MAX_QUANTITY}",
+        )
         seen.add(item.product_id)
     violations.check(bool(payment_token), "payment_token", "must not be empty")
     if address is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -94,8 +95,40 @@ def test_schemas_follow_the_proto3_json_mapping(document: dict[str, Any]) -> Non
     assert item["properties"]["quantity"] == {
         "type": "integer",
         "format": "int32",
+        "minimum": 1,
+        "maximum": 1000,
         "description": "Units ordered; at least 1.",
     }
+
+
+def test_bounds_and_formats_come_from_the_field_rules(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    for path in ("/v1/products", "/v1/users/{user_id}/orders", "/v1/users/{user_id}/notifications"):
+        (page_size,) = [p for p in paths[path]["get"]["parameters"] if p["name"] == "pageSize"]
+        assert (page_size["schema"]["minimum"], page_size["schema"]["maximum"]) == (0, 100)
+    create = paths["/v1/users"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert create["properties"]["email"]["format"] == "email"
+    assert create["properties"]["displayName"]["maxLength"] == 100
+    place = paths["/v2/orders"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert place["properties"]["requestId"]["maxLength"] == 100
+    assert (place["properties"]["items"]["minItems"], place["properties"]["items"]["maxItems"]) == (
+        1,
+        50,
+    )
+    address = schema(document, "shop.orders.v2.ShippingAddress")
+    assert address["properties"]["countryCode"]["pattern"] == "^[A-Z]{2}$"
+
+
+def test_required_strings_and_path_parameters_are_what_the_server_accepts(
+    document: dict[str, Any],
+) -> None:
+    place = document["paths"]["/v1/orders"]["post"]["requestBody"]["content"]["application/json"]
+    request_id = place["schema"]["properties"]["requestId"]
+    assert (request_id["minLength"], request_id["pattern"]) == (1, openapi.NOT_BLANK)
+    (order_id,) = document["paths"]["/v1/orders/{order_id}"]["get"]["parameters"]
+    pattern = re.compile(order_id["schema"]["pattern"])
+    assert pattern.match("ord_1") and pattern.match("a.b")
+    assert not any(pattern.match(bad) for bad in ("a/b", "a\\b", "a\x00", ".", ".."))
 
 
 def test_errors_are_google_rpc_status(document: dict[str, Any]) -> None:

@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from shop.api.v1 import field_rules_pb2 as shop_dot_api_dot_v1_dot_field__rules__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshop/catalog/v1/catalog.proto\x12\x0fshop.catalog.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"\x95\x01\n\x07Product\x12\x1d\n\nproduct_id\x18\x01 \x01(\tR\tproductId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12\x1f\n\x0bprice_cents\x18\x04 \x01(\x03R\npriceCents\x12\x14\n\x05stock\x18\x05 \x01(\x05R\x05stock\"\x88\x01\n\x0fReservationLine\x12#\n\nproduct_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\tproductId\x12 \n\x08quantity\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x02R\x08quantity\x12.\n\x10unit_price_cents\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03R\x0eunitPriceCents\"\xa5\x01\n\x0bReservation\x12%\n\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\x12\x36\n\x05lines\x18\x02 \x03(\x0b\x32 .shop.catalog.v1.ReservationLineR\x05lines\x12\x37\n\x05state\x18\x03 \x01(\x0e\x32!.shop.catalog.v1.ReservationStateR\x05state\"Q\n\x13ListProductsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"t\n\x14ListProductsResponse\x12\x34\n\x08products\x18\x01 \x03(\x0b\x32\x18.shop.catalog.v1.ProductR\x08products\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"8\n\x11GetProductRequest\x12#\n\nproduct_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\tproductId\"H\n\x12GetProductResponse\x12\x32\n\x07product\x18\x01 \x01(\x0b\x32\x18.shop.catalog.v1.ProductR\x07product\"\x80\x01\n\x13ReserveStockRequest\x12+\n\x0ereservation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\rreservationId\x12<\n\x05lines\x18\x02 \x03(\x0b\x32 .shop.catalog.v1.ReservationLineB\x04\xe2\x41\x01\x02R\x05lines\"V\n\x14ReserveStockResponse\x12>\n\x0breservation\x18\x01 \x01(\x0b\x32\x1c.shop.catalog.v1.ReservationR\x0breservation\"B\n\x13ReleaseStockRequest\x12+\n\x0ereservation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\rreservationId\"V\n\x14ReleaseStockResponse\x12>\n\x0breservation\x18\x01 \x01(\x0b\x32\x1c.shop.catalog.v1.ReservationR\x0breservation*q\n\x10ReservationState\x12!\n\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16RESERVATION_STATE_HELD\x10\x01\x12\x1e\n\x1aRESERVATION_STATE_RELEASED\x10\x02\x32\xb7\x03\n\x0e\x43\x61talogService\x12q\n\x0cListProducts\x12$.shop.catalog.v1.ListProductsRequest\x1a%.shop.catalog.v1.ListProductsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/products\x12x\n\nGetProduct\x12\".shop.catalog.v1.GetProductRequest\x1a#.shop.catalog.v1.GetProductResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/products/{product_id}\x12[\n\x0cReserveStock\x12$.shop.catalog.v1.ReserveStockRequest\x1a%.shop.catalog.v1.ReserveStockResponse\x12[\n\x0cReleaseStock\x12$.shop.catalog.v1.ReleaseStockRequest\x1a%.shop.catalog.v1.ReleaseStockResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshop/catalog/v1/catalog.proto\x12\x0fshop.catalog.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1dshop/api/v1/field_rules.proto\"\x95\x01\n\x07Product\x12\x1d\n\nproduct_id\x18\x01 \x01(\tR\tproductId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12\x1f\n\x0bprice_cents\x18\x04 \x01(\x03R\npriceCents\x12\x14\n\x05stock\x18\x05 \x01(\x05R\x05stock\"\x8e\x01\n\x0fReservationLine\x12#\n\nproduct_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\tproductId\x12&\n\x08quantity\x18\x02 \x01(\x05\x42\n\xe2\x41\x01\x02\xa2\xbb\x18\x02\x08\x01R\x08quantity\x12.\n\x10unit_price_cents\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03R\x0eunitPriceCents\"\xa5\x01\n\x0bReservation\x12%\n\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\x12\x36\n\x05lines\x18\x02 \x03(\x0b\x32 .shop.catalog.v1.ReservationLineR\x05lines\x12\x37\n\x05state\x18\x03 \x01(\x0e\x32!.shop.catalog.v1.ReservationStateR\x05state\"[\n\x13ListProductsRequest\x12%\n\tpage_size\x18\x01 \x01(\x05\x42\x08\xa2\xbb\x18\x04\x08\x00\x10\x64R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"t\n\x14ListProductsResponse\x12\x34\n\x08products\x18\x01 \x03(\x0b\x32\x18.shop.catalog.v1.ProductR\x08products\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"8\n\x11GetProductRequest\x12#\n\nproduct_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\tproductId\"H\n\x12GetProductResponse\x12\x32\n\x07product\x18\x01 \x01(\x0b\x32\x18.shop.catalog.v1.ProductR\x07product\"\x80\x01\n\x13ReserveStockRequest\x12+\n\x0ereservation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\rreservationId\x12<\n\x05lines\x18\x02 \x03(\x0b\x32 .shop.catalog.v1.ReservationLineB\x04\xe2\x41\x01\x02R\x05lines\"V\n\x14ReserveStockResponse\x12>\n\x0breservation\x18\x01 \x01(\x0b\x32\x1c.shop.catalog.v1.ReservationR\x0breservation\"B\n\x13ReleaseStockRequest\x12+\n\x0ereservation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\rreservationId\"V\n\x14ReleaseStockResponse\x12>\n\x0breservation\x18\x01 \x01(\x0b\x32\x1c.shop.catalog.v1.ReservationR\x0breservation*q\n\x10ReservationState\x12!\n\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16RESERVATION_STATE_HELD\x10\x01\x12\x1e\n\x1aRESERVATION_STATE_RELEASED\x10\x02\x32\xb7\x03\n\x0e\x43\x61talogService\x12q\n\x0cListProducts\x12$.shop.catalog.v1.ListProductsRequest\x1a%.shop.catalog.v1.ListProductsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/products\x12x\n\nGetProduct\x12\".shop.catalog.v1.GetProductRequest\x1a#.shop.catalog.v1.GetProductResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/products/{product_id}\x12[\n\x0cReserveStock\x12$.shop.catalog.v1.ReserveStockRequest\x1a%.shop.catalog.v1.ReserveStockResponse\x12[\n\x0cReleaseStock\x12$.shop.catalog.v1.ReleaseStockRequest\x1a%.shop.catalog.v1.ReleaseStockResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,9 +37,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESERVATIONLINE'].fields_by_name['product_id']._loaded_options = None
   _globals['_RESERVATIONLINE'].fields_by_name['product_id']._serialized_options = b'\342A\001\002'
   _globals['_RESERVATIONLINE'].fields_by_name['quantity']._loaded_options = None
-  _globals['_RESERVATIONLINE'].fields_by_name['quantity']._serialized_options = b'\342A\001\002'
+  _globals['_RESERVATIONLINE'].fields_by_name['quantity']._serialized_options = b'\342A\001\002\242\273\030\002\010\001'
   _globals['_RESERVATIONLINE'].fields_by_name['unit_price_cents']._loaded_options = None
   _globals['_RESERVATIONLINE'].fields_by_name['unit_price_cents']._serialized_options = b'\342A\001\003'
+  _globals['_LISTPRODUCTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTPRODUCTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\242\273\030\004\010\000\020d'
   _globals['_GETPRODUCTREQUEST'].fields_by_name['product_id']._loaded_options = None
   _globals['_GETPRODUCTREQUEST'].fields_by_name['product_id']._serialized_options = b'\342A\001\002'
   _globals['_RESERVESTOCKREQUEST'].fields_by_name['reservation_id']._loaded_options = None
@@ -51,30 +54,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CATALOGSERVICE'].methods_by_name['ListProducts']._serialized_options = b'\202\323\344\223\002\016\022\014/v1/products'
   _globals['_CATALOGSERVICE'].methods_by_name['GetProduct']._loaded_options = None
   _globals['_CATALOGSERVICE'].methods_by_name['GetProduct']._serialized_options = b'\202\323\344\223\002\033\022\031/v1/products/{product_id}'
-  _globals['_RESERVATIONSTATE']._serialized_start=1280
-  _globals['_RESERVATIONSTATE']._serialized_end=1393
-  _globals['_PRODUCT']._serialized_start=114
-  _globals['_PRODUCT']._serialized_end=263
-  _globals['_RESERVATIONLINE']._serialized_start=266
-  _globals['_RESERVATIONLINE']._serialized_end=402
-  _globals['_RESERVATION']._serialized_start=405
-  _globals['_RESERVATION']._serialized_end=570
-  _globals['_LISTPRODUCTSREQUEST']._serialized_start=572
-  _globals['_LISTPRODUCTSREQUEST']._serialized_end=653
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=655
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=771
-  _globals['_GETPRODUCTREQUEST']._serialized_start=773
-  _globals['_GETPRODUCTREQUEST']._serialized_end=829
-  _globals['_GETPRODUCTRESPONSE']._serialized_start=831
-  _globals['_GETPRODUCTRESPONSE']._serialized_end=903
-  _globals['_RESERVESTOCKREQUEST']._serialized_start=906
-  _globals['_RESERVESTOCKREQUEST']._serialized_end=1034
-  _globals['_RESERVESTOCKRESPONSE']._serialized_start=1036
-  _globals['_RESERVESTOCKRESPONSE']._serialized_end=1122
-  _globals['_RELEASESTOCKREQUEST']._serialized_start=1124
-  _globals['_RELEASESTOCKREQUEST']._serialized_end=1190
-  _globals['_RELEASESTOCKRESPONSE']._serialized_start=1192
-  _globals['_RELEASESTOCKRESPONSE']._serialized_end=1278
-  _globals['_CATALOGSERVICE']._serialized_start=1396
-  _globals['_CATALOGSERVICE']._serialized_end=1835
+  _globals['_RESERVATIONSTATE']._serialized_start=1327
+  _globals['_RESERVATIONSTATE']._serialized_end=1440
+  _globals['_PRODUCT']._serialized_start=145
+  _globals['_PRODUCT']._serialized_end=294
+  _globals['_RESERVATIONLINE']._serialized_start=297
+  _globals['_RESERVATIONLINE']._serialized_end=439
+  _globals['_RESERVATION']._serialized_start=442
+  _globals['_RESERVATION']._serialized_end=607
+  _globals['_LISTPRODUCTSREQUEST']._serialized_start=609
+  _globals['_LISTPRODUCTSREQUEST']._serialized_end=700
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=702
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=818
+  _globals['_GETPRODUCTREQUEST']._serialized_start=820
+  _globals['_GETPRODUCTREQUEST']._serialized_end=876
+  _globals['_GETPRODUCTRESPONSE']._serialized_start=878
+  _globals['_GETPRODUCTRESPONSE']._serialized_end=950
+  _globals['_RESERVESTOCKREQUEST']._serialized_start=953
+  _globals['_RESERVESTOCKREQUEST']._serialized_end=1081
+  _globals['_RESERVESTOCKRESPONSE']._serialized_start=1083
+  _globals['_RESERVESTOCKRESPONSE']._serialized_end=1169
+  _globals['_RELEASESTOCKREQUEST']._serialized_start=1171
+  _globals['_RELEASESTOCKREQUEST']._serialized_end=1237
+  _globals['_RELEASESTOCKRESPONSE']._serialized_start=1239
+  _globals['_RELEASESTOCKRESPONSE']._serialized_end=1325
+  _globals['_CATALOGSERVICE']._serialized_start=1443
+  _globals['_CATALOGSERVICE']._serialized_end=1882
 # @@protoc_insertion_point(module_scope)

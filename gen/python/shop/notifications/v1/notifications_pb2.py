@@ -25,9 +25,10 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from shop.api.v1 import field_rules_pb2 as shop_dot_api_dot_v1_dot_field__rules__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)shop/notifications/v1/notifications.proto\x12\x15shop.notifications.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbb\x01\n\x0cNotification\x12\'\n\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x18\n\x07subject\x18\x03 \x01(\tR\x07subject\x12\x12\n\x04\x62ody\x18\x04 \x01(\tR\x04\x62ody\x12;\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\"u\n\x18ListNotificationsRequest\x12\x1d\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"\x8e\x01\n\x19ListNotificationsResponse\x12I\n\rnotifications\x18\x01 \x03(\x0b\x32#.shop.notifications.v1.NotificationR\rnotifications\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xb9\x01\n\x13NotificationService\x12\xa1\x01\n\x11ListNotifications\x12/.shop.notifications.v1.ListNotificationsRequest\x1a\x30.shop.notifications.v1.ListNotificationsResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/users/{user_id}/notificationsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)shop/notifications/v1/notifications.proto\x12\x15shop.notifications.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dshop/api/v1/field_rules.proto\"\xbb\x01\n\x0cNotification\x12\'\n\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x18\n\x07subject\x18\x03 \x01(\tR\x07subject\x12\x12\n\x04\x62ody\x18\x04 \x01(\tR\x04\x62ody\x12;\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\"\x7f\n\x18ListNotificationsRequest\x12\x1d\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\x12%\n\tpage_size\x18\x02 \x01(\x05\x42\x08\xa2\xbb\x18\x04\x08\x00\x10\x64R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"\x8e\x01\n\x19ListNotificationsResponse\x12I\n\rnotifications\x18\x01 \x03(\x0b\x32#.shop.notifications.v1.NotificationR\rnotifications\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xb9\x01\n\x13NotificationService\x12\xa1\x01\n\x11ListNotifications\x12/.shop.notifications.v1.ListNotificationsRequest\x1a\x30.shop.notifications.v1.ListNotificationsResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/users/{user_id}/notificationsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,14 +37,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['user_id']._loaded_options = None
   _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['user_id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\242\273\030\004\010\000\020d'
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._loaded_options = None
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._serialized_options = b'\202\323\344\223\002#\022!/v1/users/{user_id}/notifications'
-  _globals['_NOTIFICATION']._serialized_start=165
-  _globals['_NOTIFICATION']._serialized_end=352
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=354
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=471
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=474
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=616
-  _globals['_NOTIFICATIONSERVICE']._serialized_start=619
-  _globals['_NOTIFICATIONSERVICE']._serialized_end=804
+  _globals['_NOTIFICATION']._serialized_start=196
+  _globals['_NOTIFICATION']._serialized_end=383
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=385
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=512
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=515
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=657
+  _globals['_NOTIFICATIONSERVICE']._serialized_start=660
+  _globals['_NOTIFICATIONSERVICE']._serialized_end=845
 # @@protoc_insertion_point(module_scope)

@@ -25,9 +25,10 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from shop.api.v1 import field_rules_pb2 as shop_dot_api_dot_v1_dot_field__rules__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bshop/orders/v1/orders.proto\x12\x0eshop.orders.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x01\n\tOrderItem\x12#\n\nproduct_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\tproductId\x12 \n\x08quantity\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x02R\x08quantity\x12.\n\x10unit_price_cents\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03R\x0eunitPriceCents\"\x80\x03\n\x05Order\x12\x19\n\x08order_id\x18\x01 \x01(\tR\x07orderId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12/\n\x05items\x18\x03 \x03(\x0b\x32\x19.shop.orders.v1.OrderItemR\x05items\x12\x1f\n\x0btotal_cents\x18\x04 \x01(\x03R\ntotalCents\x12\x33\n\x06status\x18\x05 \x01(\x0e\x32\x1b.shop.orders.v1.OrderStatusR\x06status\x12#\n\rstatus_reason\x18\x06 \x01(\tR\x0cstatusReason\x12\x1d\n\npayment_id\x18\x07 \x01(\tR\tpaymentId\x12;\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\"\xb9\x01\n\x11PlaceOrderRequest\x12#\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\trequestId\x12\x1d\n\x07user_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\x12\x35\n\x05items\x18\x03 \x03(\x0b\x32\x19.shop.orders.v1.OrderItemB\x04\xe2\x41\x01\x02R\x05items\x12)\n\rpayment_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02R\x0cpaymentToken\"A\n\x12PlaceOrderResponse\x12+\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.OrderR\x05order\"2\n\x0fGetOrderRequest\x12\x1f\n\x08order_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x07orderId\"?\n\x10GetOrderResponse\x12+\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.OrderR\x05order\"n\n\x11ListOrdersRequest\x12\x1d\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"k\n\x12ListOrdersResponse\x12-\n\x06orders\x18\x01 \x03(\x0b\x32\x15.shop.orders.v1.OrderR\x06orders\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"M\n\x12\x43\x61ncelOrderRequest\x12\x1f\n\x08order_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x07orderId\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"B\n\x13\x43\x61ncelOrderResponse\x12+\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.OrderR\x05order\"4\n\x11WatchOrderRequest\x12\x1f\n\x08order_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x07orderId\"A\n\x12WatchOrderResponse\x12+\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.OrderR\x05order*}\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x02\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x03\x32\xde\x04\n\x0cOrderService\x12j\n\nPlaceOrder\x12!.shop.orders.v1.PlaceOrderRequest\x1a\".shop.orders.v1.PlaceOrderResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\"\n/v1/orders:\x01*\x12l\n\x08GetOrder\x12\x1f.shop.orders.v1.GetOrderRequest\x1a .shop.orders.v1.GetOrderResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/orders/{order_id}\x12w\n\nListOrders\x12!.shop.orders.v1.ListOrdersRequest\x1a\".shop.orders.v1.ListOrdersResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/users/{user_id}/orders\x12\x7f\n\x0b\x43\x61ncelOrder\x12\".shop.orders.v1.CancelOrderRequest\x1a#.shop.orders.v1.CancelOrderResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/orders/{order_id}:cancel:\x01*\x12z\n\nWatchOrder\x12!.shop.orders.v1.WatchOrderRequest\x1a\".shop.orders.v1.WatchOrderResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/orders/{order_id}:watch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bshop/orders/v1/orders.proto\x12\x0eshop.orders.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dshop/api/v1/field_rules.proto\"\x8b\x01\n\tOrderItem\x12#\n\nproduct_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\tproductId\x12)\n\x08quantity\x18\x02 \x01(\x05\x42\r\xe2\x41\x01\x02\xa2\xbb\x18\x05\x08\x01\x10\xe8\x07R\x08quantity\x12.\n\x10unit_price_cents\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03R\x0eunitPriceCents\"\x80\x03\n\x05Order\x12\x19\n\x08order_id\x18\x01 \x01(\tR\x07orderId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12/\n\x05items\x18\x03 \x03(\x0b\x32\x19.shop.orders.v1.OrderItemR\x05items\x12\x1f\n\x0btotal_cents\x18\x04 \x01(\x03R\ntotalCents\x12\x33\n\x06status\x18\x05 \x01(\x0e\x32\x1b.shop.orders.v1.OrderStatusR\x06status\x12#\n\rstatus_reason\x18\x06 \x01(\tR\x0cstatusReason\x12\x1d\n\npayment_id\x18\x07 \x01(\tR\tpaymentId\x12;\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\"\xc5\x01\n\x11PlaceOrderRequest\x12)\n\nrequest_id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xa2\xbb\x18\x02\x18\x64R\trequestId\x12\x1d\n\x07user_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\x12;\n\x05items\x18\x03 \x03(\x0b\x32\x19.shop.orders.v1.OrderItemB\n\xe2\x41\x01\x02\xa2\xbb\x18\x02 2R\x05items\x12)\n\rpayment_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02R\x0cpaymentToken\"A\n\x12PlaceOrderResponse\x12+\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.OrderR\x05order\"2\n\x0fGetOrderRequest\x12\x1f\n\x08order_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x07orderId\"?\n\x10GetOrderResponse\x12+\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.OrderR\x05order\"x\n\x11ListOrdersRequest\x12\x1d\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\x12%\n\tpage_size\x18\x02 \x01(\x05\x42\x08\xa2\xbb\x18\x04\x08\x00\x10\x64R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"k\n\x12ListOrdersResponse\x12-\n\x06orders\x18\x01 \x03(\x0b\x32\x15.shop.orders.v1.OrderR\x06orders\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"M\n\x12\x43\x61ncelOrderRequest\x12\x1f\n\x08order_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x07orderId\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"B\n\x13\x43\x61ncelOrderResponse\x12+\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.OrderR\x05order\"4\n\x11WatchOrderRequest\x12\x1f\n\x08order_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x07orderId\"A\n\x12WatchOrderResponse\x12+\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.OrderR\x05order*}\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x02\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x03\x32\xde\x04\n\x0cOrderService\x12j\n\nPlaceOrder\x12!.shop.orders.v1.PlaceOrderRequest\x1a\".shop.orders.v1.PlaceOrderResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\"\n/v1/orders:\x01*\x12l\n\x08GetOrder\x12\x1f.shop.orders.v1.GetOrderRequest\x1a .shop.orders.v1.GetOrderResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/orders/{order_id}\x12w\n\nListOrders\x12!.shop.orders.v1.ListOrdersRequest\x1a\".shop.orders.v1.ListOrdersResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/users/{user_id}/orders\x12\x7f\n\x0b\x43\x61ncelOrder\x12\".shop.orders.v1.CancelOrderRequest\x1a#.shop.orders.v1.CancelOrderResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/orders/{order_id}:cancel:\x01*\x12z\n\nWatchOrder\x12!.shop.orders.v1.WatchOrderRequest\x1a\".shop.orders.v1.WatchOrderResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/orders/{order_id}:watch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,21 +38,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERITEM'].fields_by_name['product_id']._loaded_options = None
   _globals['_ORDERITEM'].fields_by_name['product_id']._serialized_options = b'\342A\001\002'
   _globals['_ORDERITEM'].fields_by_name['quantity']._loaded_options = None
-  _globals['_ORDERITEM'].fields_by_name['quantity']._serialized_options = b'\342A\001\002'
+  _globals['_ORDERITEM'].fields_by_name['quantity']._serialized_options = b'\342A\001\002\242\273\030\005\010\001\020\350\007'
   _globals['_ORDERITEM'].fields_by_name['unit_price_cents']._loaded_options = None
   _globals['_ORDERITEM'].fields_by_name['unit_price_cents']._serialized_options = b'\342A\001\003'
   _globals['_PLACEORDERREQUEST'].fields_by_name['request_id']._loaded_options = None
-  _globals['_PLACEORDERREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_PLACEORDERREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002\242\273\030\002\030d'
   _globals['_PLACEORDERREQUEST'].fields_by_name['user_id']._loaded_options = None
   _globals['_PLACEORDERREQUEST'].fields_by_name['user_id']._serialized_options = b'\342A\001\002'
   _globals['_PLACEORDERREQUEST'].fields_by_name['items']._loaded_options = None
-  _globals['_PLACEORDERREQUEST'].fields_by_name['items']._serialized_options = b'\342A\001\002'
+  _globals['_PLACEORDERREQUEST'].fields_by_name['items']._serialized_options = b'\342A\001\002\242\273\030\002 2'
   _globals['_PLACEORDERREQUEST'].fields_by_name['payment_token']._loaded_options = None
   _globals['_PLACEORDERREQUEST'].fields_by_name['payment_token']._serialized_options = b'\342A\001\002'
   _globals['_GETORDERREQUEST'].fields_by_name['order_id']._loaded_options = None
   _globals['_GETORDERREQUEST'].fields_by_name['order_id']._serialized_options = b'\342A\001\002'
   _globals['_LISTORDERSREQUEST'].fields_by_name['user_id']._loaded_options = None
   _globals['_LISTORDERSREQUEST'].fields_by_name['user_id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTORDERSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTORDERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\242\273\030\004\010\000\020d'
   _globals['_CANCELORDERREQUEST'].fields_by_name['order_id']._loaded_options = None
   _globals['_CANCELORDERREQUEST'].fields_by_name['order_id']._serialized_options = b'\342A\001\002'
   _globals['_WATCHORDERREQUEST'].fields_by_name['order_id']._loaded_options = None
@@ -66,32 +69,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERSERVICE'].methods_by_name['CancelOrder']._serialized_options = b'\202\323\344\223\002!\"\034/v1/orders/{order_id}:cancel:\001*'
   _globals['_ORDERSERVICE'].methods_by_name['WatchOrder']._loaded_options = None
   _globals['_ORDERSERVICE'].methods_by_name['WatchOrder']._serialized_options = b'\202\323\344\223\002\035\022\033/v1/orders/{order_id}:watch'
-  _globals['_ORDERSTATUS']._serialized_start=1524
-  _globals['_ORDERSTATUS']._serialized_end=1649
-  _globals['_ORDERITEM']._serialized_start=144
-  _globals['_ORDERITEM']._serialized_end=274
-  _globals['_ORDER']._serialized_start=277
-  _globals['_ORDER']._serialized_end=661
-  _globals['_PLACEORDERREQUEST']._serialized_start=664
-  _globals['_PLACEORDERREQUEST']._serialized_end=849
-  _globals['_PLACEORDERRESPONSE']._serialized_start=851
-  _globals['_PLACEORDERRESPONSE']._serialized_end=916
-  _globals['_GETORDERREQUEST']._serialized_start=918
-  _globals['_GETORDERREQUEST']._serialized_end=968
-  _globals['_GETORDERRESPONSE']._serialized_start=970
-  _globals['_GETORDERRESPONSE']._serialized_end=1033
-  _globals['_LISTORDERSREQUEST']._serialized_start=1035
-  _globals['_LISTORDERSREQUEST']._serialized_end=1145
-  _globals['_LISTORDERSRESPONSE']._serialized_start=1147
-  _globals['_LISTORDERSRESPONSE']._serialized_end=1254
-  _globals['_CANCELORDERREQUEST']._serialized_start=1256
-  _globals['_CANCELORDERREQUEST']._serialized_end=1333
-  _globals['_CANCELORDERRESPONSE']._serialized_start=1335
-  _globals['_CANCELORDERRESPONSE']._serialized_end=1401
-  _globals['_WATCHORDERREQUEST']._serialized_start=1403
-  _globals['_WATCHORDERREQUEST']._serialized_end=1455
-  _globals['_WATCHORDERRESPONSE']._serialized_start=1457
-  _globals['_WATCHORDERRESPONSE']._serialized_end=1522
-  _globals['_ORDERSERVICE']._serialized_start=1652
-  _globals['_ORDERSERVICE']._serialized_end=2258
+  _globals['_ORDERSTATUS']._serialized_start=1586
+  _globals['_ORDERSTATUS']._serialized_end=1711
+  _globals['_ORDERITEM']._serialized_start=175
+  _globals['_ORDERITEM']._serialized_end=314
+  _globals['_ORDER']._serialized_start=317
+  _globals['_ORDER']._serialized_end=701
+  _globals['_PLACEORDERREQUEST']._serialized_start=704
+  _globals['_PLACEORDERREQUEST']._serialized_end=901
+  _globals['_PLACEORDERRESPONSE']._serialized_start=903
+  _globals['_PLACEORDERRESPONSE']._serialized_end=968
+  _globals['_GETORDERREQUEST']._serialized_start=970
+  _globals['_GETORDERREQUEST']._serialized_end=1020
+  _globals['_GETORDERRESPONSE']._serialized_start=1022
+  _globals['_GETORDERRESPONSE']._serialized_end=1085
+  _globals['_LISTORDERSREQUEST']._serialized_start=1087
+  _globals['_LISTORDERSREQUEST']._serialized_end=1207
+  _globals['_LISTORDERSRESPONSE']._serialized_start=1209
+  _globals['_LISTORDERSRESPONSE']._serialized_end=1316
+  _globals['_CANCELORDERREQUEST']._serialized_start=1318
+  _globals['_CANCELORDERREQUEST']._serialized_end=1395
+  _globals['_CANCELORDERRESPONSE']._serialized_start=1397
+  _globals['_CANCELORDERRESPONSE']._serialized_end=1463
+  _globals['_WATCHORDERREQUEST']._serialized_start=1465
+  _globals['_WATCHORDERREQUEST']._serialized_end=1517
+  _globals['_WATCHORDERRESPONSE']._serialized_start=1519
+  _globals['_WATCHORDERRESPONSE']._serialized_end=1584
+  _globals['_ORDERSERVICE']._serialized_start=1714
+  _globals['_ORDERSERVICE']._serialized_end=2320
 # @@protoc_insertion_point(module_scope)

@@ -25,9 +25,10 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from shop.api.v1 import field_rules_pb2 as shop_dot_api_dot_v1_dot_field__rules__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bshop/orders/v2/orders.proto\x12\x0eshop.orders.v2\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"X\n\x05Money\x12#\n\rcurrency_code\x18\x01 \x01(\tR\x0c\x63urrencyCode\x12\x14\n\x05units\x18\x02 \x01(\x03R\x05units\x12\x14\n\x05nanos\x18\x03 \x01(\x05R\x05nanos\"\xbd\x01\n\x0fShippingAddress\x12\"\n\trecipient\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\trecipient\x12\x1c\n\x06street\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x06street\x12\x18\n\x04\x63ity\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02R\x04\x63ity\x12%\n\x0bpostal_code\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02R\npostalCode\x12\'\n\x0c\x63ountry_code\x18\x05 \x01(\tB\x04\xe2\x41\x01\x02R\x0b\x63ountryCode\"\x8e\x01\n\tOrderItem\x12#\n\nproduct_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\tproductId\x12 \n\x08quantity\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x02R\x08quantity\x12:\n\nunit_price\x18\x03 \x01(\x0b\x32\x15.shop.orders.v2.MoneyB\x04\xe2\x41\x01\x03R\tunitPrice\"\xd8\x03\n\x05Order\x12\x19\n\x08order_id\x18\x01 \x01(\tR\x07orderId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12/\n\x05items\x18\x03 \x03(\x0b\x32\x19.shop.orders.v2.OrderItemR\x05items\x12+\n\x05total\x18\x04 \x01(\x0b\x32\x15.shop.orders.v2.MoneyR\x05total\x12\x33\n\x06status\x18\x05 \x01(\x0e\x32\x1b.shop.orders.v2.OrderStatusR\x06status\x12#\n\rstatus_reason\x18\x06 \x01(\tR\x0cstatusReason\x12\x1d\n\npayment_id\x18\x07 \x01(\tR\tpaymentId\x12J\n\x10shipping_address\x18\x08 \x01(\x0b\x32\x1f.shop.orders.v2.ShippingAddressR\x0fshippingAddress\x12;\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\"\x8b\x02\n\x11PlaceOrderRequest\x12#\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\trequestId\x12\x1d\n\x07user_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\x12\x35\n\x05items\x18\x03 \x03(\x0b\x32\x19.shop.orders.v2.OrderItemB\x04\xe2\x41\x01\x02R\x05items\x12)\n\rpayment_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02R\x0cpaymentToken\x12P\n\x10shipping_address\x18\x05 \x01(\x0b\x32\x1f.shop.orders.v2.ShippingAddressB\x04\xe2\x41\x01\x02R\x0fshippingAddress\"A\n\x12PlaceOrderResponse\x12+\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v2.OrderR\x05order\"2\n\x0fGetOrderRequest\x12\x1f\n\x08order_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x07orderId\"?\n\x10GetOrderResponse\x12+\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v2.OrderR\x05order\"n\n\x11ListOrdersRequest\x12\x1d\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"k\n\x12ListOrdersResponse\x12-\n\x06orders\x18\x01 \x03(\x0b\x32\x15.shop.orders.v2.OrderR\x06orders\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"M\n\x12\x43\x61ncelOrderRequest\x12\x1f\n\x08order_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x07orderId\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"B\n\x13\x43\x61ncelOrderResponse\x12+\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v2.OrderR\x05order\"4\n\x11WatchOrderRequest\x12\x1f\n\x08order_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x07orderId\"A\n\x12WatchOrderResponse\x12+\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v2.OrderR\x05order*}\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x02\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x03\x32\xde\x04\n\x0cOrderService\x12j\n\nPlaceOrder\x12!.shop.orders.v2.PlaceOrderRequest\x1a\".shop.orders.v2.PlaceOrderResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\"\n/v2/orders:\x01*\x12l\n\x08GetOrder\x12\x1f.shop.orders.v2.GetOrderRequest\x1a .shop.orders.v2.GetOrderResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v2/orders/{order_id}\x12w\n\nListOrders\x12!.shop.orders.v2.ListOrdersRequest\x1a\".shop.orders.v2.ListOrdersResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v2/users/{user_id}/orders\x12\x7f\n\x0b\x43\x61ncelOrder\x12\".shop.orders.v2.CancelOrderRequest\x1a#.shop.orders.v2.CancelOrderResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v2/orders/{order_id}:cancel:\x01*\x12z\n\nWatchOrder\x12!.shop.orders.v2.WatchOrderRequest\x1a\".shop.orders.v2.WatchOrderResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v2/orders/{order_id}:watch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bshop/orders/v2/orders.proto\x12\x0eshop.orders.v2\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dshop/api/v1/field_rules.proto\"X\n\x05Money\x12#\n\rcurrency_code\x18\x01 \x01(\tR\x0c\x63urrencyCode\x12\x14\n\x05units\x18\x02 \x01(\x03R\x05units\x12\x14\n\x05nanos\x18\x03 \x01(\x05R\x05nanos\"\xcd\x01\n\x0fShippingAddress\x12\"\n\trecipient\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\trecipient\x12\x1c\n\x06street\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x06street\x12\x18\n\x04\x63ity\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02R\x04\x63ity\x12%\n\x0bpostal_code\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02R\npostalCode\x12\x37\n\x0c\x63ountry_code\x18\x05 \x01(\tB\x14\xe2\x41\x01\x02\xa2\xbb\x18\x0c\x32\n^[A-Z]{2}$R\x0b\x63ountryCode\"\x97\x01\n\tOrderItem\x12#\n\nproduct_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\tproductId\x12)\n\x08quantity\x18\x02 \x01(\x05\x42\r\xe2\x41\x01\x02\xa2\xbb\x18\x05\x08\x01\x10\xe8\x07R\x08quantity\x12:\n\nunit_price\x18\x03 \x01(\x0b\x32\x15.shop.orders.v2.MoneyB\x04\xe2\x41\x01\x03R\tunitPrice\"\xd8\x03\n\x05Order\x12\x19\n\x08order_id\x18\x01 \x01(\tR\x07orderId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12/\n\x05items\x18\x03 \x03(\x0b\x32\x19.shop.orders.v2.OrderItemR\x05items\x12+\n\x05total\x18\x04 \x01(\x0b\x32\x15.shop.orders.v2.MoneyR\x05total\x12\x33\n\x06status\x18\x05 \x01(\x0e\x32\x1b.shop.orders.v2.OrderStatusR\x06status\x12#\n\rstatus_reason\x18\x06 \x01(\tR\x0cstatusReason\x12\x1d\n\npayment_id\x18\x07 \x01(\tR\tpaymentId\x12J\n\x10shipping_address\x18\x08 \x01(\x0b\x32\x1f.shop.orders.v2.ShippingAddressR\x0fshippingAddress\x12;\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\"\x97\x02\n\x11PlaceOrderRequest\x12)\n\nrequest_id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xa2\xbb\x18\x02\x18\x64R\trequestId\x12\x1d\n\x07user_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\x12;\n\x05items\x18\x03 \x03(\x0b\x32\x19.shop.orders.v2.OrderItemB\n\xe2\x41\x01\x02\xa2\xbb\x18\x02 2R\x05items\x12)\n\rpayment_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02R\x0cpaymentToken\x12P\n\x10shipping_address\x18\x05 \x01(\x0b\x32\x1f.shop.orders.v2.ShippingAddressB\x04\xe2\x41\x01\x02R\x0fshippingAddress\"A\n\x12PlaceOrderResponse\x12+\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v2.OrderR\x05order\"2\n\x0fGetOrderRequest\x12\x1f\n\x08order_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x07orderId\"?\n\x10GetOrderResponse\x12+\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v2.OrderR\x05order\"x\n\x11ListOrdersRequest\x12\x1d\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\x12%\n\tpage_size\x18\x02 \x01(\x05\x42\x08\xa2\xbb\x18\x04\x08\x00\x10\x64R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"k\n\x12ListOrdersResponse\x12-\n\x06orders\x18\x01 \x03(\x0b\x32\x15.shop.orders.v2.OrderR\x06orders\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"M\n\x12\x43\x61ncelOrderRequest\x12\x1f\n\x08order_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x07orderId\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"B\n\x13\x43\x61ncelOrderResponse\x12+\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v2.OrderR\x05order\"4\n\x11WatchOrderRequest\x12\x1f\n\x08order_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x07orderId\"A\n\x12WatchOrderResponse\x12+\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v2.OrderR\x05order*}\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x02\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x03\x32\xde\x04\n\x0cOrderService\x12j\n\nPlaceOrder\x12!.shop.orders.v2.PlaceOrderRequest\x1a\".shop.orders.v2.PlaceOrderResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\"\n/v2/orders:\x01*\x12l\n\x08GetOrder\x12\x1f.shop.orders.v2.GetOrderRequest\x1a .shop.orders.v2.GetOrderResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v2/orders/{order_id}\x12w\n\nListOrders\x12!.shop.orders.v2.ListOrdersRequest\x1a\".shop.orders.v2.ListOrdersResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v2/users/{user_id}/orders\x12\x7f\n\x0b\x43\x61ncelOrder\x12\".shop.orders.v2.CancelOrderRequest\x1a#.shop.orders.v2.CancelOrderResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v2/orders/{order_id}:cancel:\x01*\x12z\n\nWatchOrder\x12!.shop.orders.v2.WatchOrderRequest\x1a\".shop.orders.v2.WatchOrderResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v2/orders/{order_id}:watch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,19 +44,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SHIPPINGADDRESS'].fields_by_name['postal_code']._loaded_options = None
   _globals['_SHIPPINGADDRESS'].fields_by_name['postal_code']._serialized_options = b'\342A\001\002'
   _globals['_SHIPPINGADDRESS'].fields_by_name['country_code']._loaded_options = None
-  _globals['_SHIPPINGADDRESS'].fields_by_name['country_code']._serialized_options = b'\342A\001\002'
+  _globals['_SHIPPINGADDRESS'].fields_by_name['country_code']._serialized_options = b'\342A\001\002\242\273\030\0142\n^[A-Z]{2}$'
   _globals['_ORDERITEM'].fields_by_name['product_id']._loaded_options = None
   _globals['_ORDERITEM'].fields_by_name['product_id']._serialized_options = b'\342A\001\002'
   _globals['_ORDERITEM'].fields_by_name['quantity']._loaded_options = None
-  _globals['_ORDERITEM'].fields_by_name['quantity']._serialized_options = b'\342A\001\002'
+  _globals['_ORDERITEM'].fields_by_name['quantity']._serialized_options = b'\342A\001\002\242\273\030\005\010\001\020\350\007'
   _globals['_ORDERITEM'].fields_by_name['unit_price']._loaded_options = None
   _globals['_ORDERITEM'].fields_by_name['unit_price']._serialized_options = b'\342A\001\003'
   _globals['_PLACEORDERREQUEST'].fields_by_name['request_id']._loaded_options = None
-  _globals['_PLACEORDERREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_PLACEORDERREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002\242\273\030\002\030d'
   _globals['_PLACEORDERREQUEST'].fields_by_name['user_id']._loaded_options = None
   _globals['_PLACEORDERREQUEST'].fields_by_name['user_id']._serialized_options = b'\342A\001\002'
   _globals['_PLACEORDERREQUEST'].fields_by_name['items']._loaded_options = None
-  _globals['_PLACEORDERREQUEST'].fields_by_name['items']._serialized_options = b'\342A\001\002'
+  _globals['_PLACEORDERREQUEST'].fields_by_name['items']._serialized_options = b'\342A\001\002\242\273\030\002 2'
   _globals['_PLACEORDERREQUEST'].fields_by_name['payment_token']._loaded_options = None
   _globals['_PLACEORDERREQUEST'].fields_by_name['payment_token']._serialized_options = b'\342A\001\002'
   _globals['_PLACEORDERREQUEST'].fields_by_name['shipping_address']._loaded_options = None
@@ -64,6 +65,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETORDERREQUEST'].fields_by_name['order_id']._serialized_options = b'\342A\001\002'
   _globals['_LISTORDERSREQUEST'].fields_by_name['user_id']._loaded_options = None
   _globals['_LISTORDERSREQUEST'].fields_by_name['user_id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTORDERSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTORDERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\242\273\030\004\010\000\020d'
   _globals['_CANCELORDERREQUEST'].fields_by_name['order_id']._loaded_options = None
   _globals['_CANCELORDERREQUEST'].fields_by_name['order_id']._serialized_options = b'\342A\001\002'
   _globals['_WATCHORDERREQUEST'].fields_by_name['order_id']._loaded_options = None
@@ -78,36 +81,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERSERVICE'].methods_by_name['CancelOrder']._serialized_options = b'\202\323\344\223\002!\"\034/v2/orders/{order_id}:cancel:\001*'
   _globals['_ORDERSERVICE'].methods_by_name['WatchOrder']._loaded_options = None
   _globals['_ORDERSERVICE'].methods_by_name['WatchOrder']._serialized_options = b'\202\323\344\223\002\035\022\033/v2/orders/{order_id}:watch'
-  _globals['_ORDERSTATUS']._serialized_start=1988
-  _globals['_ORDERSTATUS']._serialized_end=2113
-  _globals['_MONEY']._serialized_start=143
-  _globals['_MONEY']._serialized_end=231
-  _globals['_SHIPPINGADDRESS']._serialized_start=234
-  _globals['_SHIPPINGADDRESS']._serialized_end=423
-  _globals['_ORDERITEM']._serialized_start=426
-  _globals['_ORDERITEM']._serialized_end=568
-  _globals['_ORDER']._serialized_start=571
-  _globals['_ORDER']._serialized_end=1043
-  _globals['_PLACEORDERREQUEST']._serialized_start=1046
-  _globals['_PLACEORDERREQUEST']._serialized_end=1313
-  _globals['_PLACEORDERRESPONSE']._serialized_start=1315
-  _globals['_PLACEORDERRESPONSE']._serialized_end=1380
-  _globals['_GETORDERREQUEST']._serialized_start=1382
-  _globals['_GETORDERREQUEST']._serialized_end=1432
-  _globals['_GETORDERRESPONSE']._serialized_start=1434
-  _globals['_GETORDERRESPONSE']._serialized_end=1497
-  _globals['_LISTORDERSREQUEST']._serialized_start=1499
-  _globals['_LISTORDERSREQUEST']._serialized_end=1609
-  _globals['_LISTORDERSRESPONSE']._serialized_start=1611
-  _globals['_LISTORDERSRESPONSE']._serialized_end=1718
-  _globals['_CANCELORDERREQUEST']._serialized_start=1720
-  _globals['_CANCELORDERREQUEST']._serialized_end=1797
-  _globals['_CANCELORDERRESPONSE']._serialized_start=1799
-  _globals['_CANCELORDERRESPONSE']._serialized_end=1865
-  _globals['_WATCHORDERREQUEST']._serialized_start=1867
-  _globals['_WATCHORDERREQUEST']._serialized_end=1919
-  _globals['_WATCHORDERRESPONSE']._serialized_start=1921
-  _globals['_WATCHORDERRESPONSE']._serialized_end=1986
-  _globals['_ORDERSERVICE']._serialized_start=2116
-  _globals['_ORDERSERVICE']._serialized_end=2722
+  _globals['_ORDERSTATUS']._serialized_start=2066
+  _globals['_ORDERSTATUS']._serialized_end=2191
+  _globals['_MONEY']._serialized_start=174
+  _globals['_MONEY']._serialized_end=262
+  _globals['_SHIPPINGADDRESS']._serialized_start=265
+  _globals['_SHIPPINGADDRESS']._serialized_end=470
+  _globals['_ORDERITEM']._serialized_start=473
+  _globals['_ORDERITEM']._serialized_end=624
+  _globals['_ORDER']._serialized_start=627
+  _globals['_ORDER']._serialized_end=1099
+  _globals['_PLACEORDERREQUEST']._serialized_start=1102
+  _globals['_PLACEORDERREQUEST']._serialized_end=1381
+  _globals['_PLACEORDERRESPONSE']._serialized_start=1383
+  _globals['_PLACEORDERRESPONSE']._serialized_end=1448
+  _globals['_GETORDERREQUEST']._serialized_start=1450
+  _globals['_GETORDERREQUEST']._serialized_end=1500
+  _globals['_GETORDERRESPONSE']._serialized_start=1502
+  _globals['_GETORDERRESPONSE']._serialized_end=1565
+  _globals['_LISTORDERSREQUEST']._serialized_start=1567
+  _globals['_LISTORDERSREQUEST']._serialized_end=1687
+  _globals['_LISTORDERSRESPONSE']._serialized_start=1689
+  _globals['_LISTORDERSRESPONSE']._serialized_end=1796
+  _globals['_CANCELORDERREQUEST']._serialized_start=1798
+  _globals['_CANCELORDERREQUEST']._serialized_end=1875
+  _globals['_CANCELORDERRESPONSE']._serialized_start=1877
+  _globals['_CANCELORDERRESPONSE']._serialized_end=1943
+  _globals['_WATCHORDERREQUEST']._serialized_start=1945
+  _globals['_WATCHORDERREQUEST']._serialized_end=1997
+  _globals['_WATCHORDERRESPONSE']._serialized_start=1999
+  _globals['_WATCHORDERRESPONSE']._serialized_end=2064
+  _globals['_ORDERSERVICE']._serialized_start=2194
+  _globals['_ORDERSERVICE']._serialized_end=2800
 # @@protoc_insertion_point(module_scope)

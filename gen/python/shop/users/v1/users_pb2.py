@@ -25,9 +25,10 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from shop.api.v1 import field_rules_pb2 as shop_dot_api_dot_v1_dot_field__rules__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shop/users/v1/users.proto\x12\rshop.users.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x01\n\x04User\x12\x1d\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x06userId\x12\x14\n\x05\x65mail\x18\x02 \x01(\tR\x05\x65mail\x12!\n\x0c\x64isplay_name\x18\x03 \x01(\tR\x0b\x64isplayName\x12\x41\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\"X\n\x11\x43reateUserRequest\x12\x1a\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x05\x65mail\x12\'\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x0b\x64isplayName\"=\n\x12\x43reateUserResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x13.shop.users.v1.UserR\x04user\"/\n\x0eGetUserRequest\x12\x1d\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\":\n\x0fGetUserResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x13.shop.users.v1.UserR\x04user\"N\n\x10ListUsersRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"f\n\x11ListUsersResponse\x12)\n\x05users\x18\x01 \x03(\x0b\x32\x13.shop.users.v1.UserR\x05users\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xc0\x02\n\x0bUserService\x12g\n\nCreateUser\x12 .shop.users.v1.CreateUserRequest\x1a!.shop.users.v1.CreateUserResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12\x65\n\x07GetUser\x12\x1d.shop.users.v1.GetUserRequest\x1a\x1e.shop.users.v1.GetUserResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/users/{user_id}\x12\x61\n\tListUsers\x12\x1f.shop.users.v1.ListUsersRequest\x1a .shop.users.v1.ListUsersResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/usersb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shop/users/v1/users.proto\x12\rshop.users.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dshop/api/v1/field_rules.proto\"\xa1\x01\n\x04User\x12\x1d\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x06userId\x12\x14\n\x05\x65mail\x18\x02 \x01(\tR\x05\x65mail\x12!\n\x0c\x64isplay_name\x18\x03 \x01(\tR\x0b\x64isplayName\x12\x41\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\"i\n\x11\x43reateUserRequest\x12%\n\x05\x65mail\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xa2\xbb\x18\x07*\x05\x65mailR\x05\x65mail\x12-\n\x0c\x64isplay_name\x18\x02 \x01(\tB\n\xe2\x41\x01\x02\xa2\xbb\x18\x02\x18\x64R\x0b\x64isplayName\"=\n\x12\x43reateUserResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x13.shop.users.v1.UserR\x04user\"/\n\x0eGetUserRequest\x12\x1d\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\":\n\x0fGetUserResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x13.shop.users.v1.UserR\x04user\"X\n\x10ListUsersRequest\x12%\n\tpage_size\x18\x01 \x01(\x05\x42\x08\xa2\xbb\x18\x04\x08\x00\x10\x64R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"f\n\x11ListUsersResponse\x12)\n\x05users\x18\x01 \x03(\x0b\x32\x13.shop.users.v1.UserR\x05users\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xc0\x02\n\x0bUserService\x12g\n\nCreateUser\x12 .shop.users.v1.CreateUserRequest\x1a!.shop.users.v1.CreateUserResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12\x65\n\x07GetUser\x12\x1d.shop.users.v1.GetUserRequest\x1a\x1e.shop.users.v1.GetUserResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/users/{user_id}\x12\x61\n\tListUsers\x12\x1f.shop.users.v1.ListUsersRequest\x1a .shop.users.v1.ListUsersResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/usersb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,31 +40,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USER'].fields_by_name['create_time']._loaded_options = None
   _globals['_USER'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
   _globals['_CREATEUSERREQUEST'].fields_by_name['email']._loaded_options = None
-  _globals['_CREATEUSERREQUEST'].fields_by_name['email']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEUSERREQUEST'].fields_by_name['email']._serialized_options = b'\342A\001\002\242\273\030\007*\005email'
   _globals['_CREATEUSERREQUEST'].fields_by_name['display_name']._loaded_options = None
-  _globals['_CREATEUSERREQUEST'].fields_by_name['display_name']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEUSERREQUEST'].fields_by_name['display_name']._serialized_options = b'\342A\001\002\242\273\030\002\030d'
   _globals['_GETUSERREQUEST'].fields_by_name['user_id']._loaded_options = None
   _globals['_GETUSERREQUEST'].fields_by_name['user_id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTUSERSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTUSERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\242\273\030\004\010\000\020d'
   _globals['_USERSERVICE'].methods_by_name['CreateUser']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['CreateUser']._serialized_options = b'\202\323\344\223\002\016\"\t/v1/users:\001*'
   _globals['_USERSERVICE'].methods_by_name['GetUser']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['GetUser']._serialized_options = b'\202\323\344\223\002\025\022\023/v1/users/{user_id}'
   _globals['_USERSERVICE'].methods_by_name['ListUsers']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['ListUsers']._serialized_options = b'\202\323\344\223\002\013\022\t/v1/users'
-  _globals['_USER']._serialized_start=141
-  _globals['_USER']._serialized_end=302
-  _globals['_CREATEUSERREQUEST']._serialized_start=304
-  _globals['_CREATEUSERREQUEST']._serialized_end=392
-  _globals['_CREATEUSERRESPONSE']._serialized_start=394
-  _globals['_CREATEUSERRESPONSE']._serialized_end=455
-  _globals['_GETUSERREQUEST']._serialized_start=457
-  _globals['_GETUSERREQUEST']._serialized_end=504
-  _globals['_GETUSERRESPONSE']._serialized_start=506
-  _globals['_GETUSERRESPONSE']._serialized_end=564
-  _globals['_LISTUSERSREQUEST']._serialized_start=566
-  _globals['_LISTUSERSREQUEST']._serialized_end=644
-  _globals['_LISTUSERSRESPONSE']._serialized_start=646
-  _globals['_LISTUSERSRESPONSE']._serialized_end=748
-  _globals['_USERSERVICE']._serialized_start=751
-  _globals['_USERSERVICE']._serialized_end=1071
+  _globals['_USER']._serialized_start=172
+  _globals['_USER']._serialized_end=333
+  _globals['_CREATEUSERREQUEST']._serialized_start=335
+  _globals['_CREATEUSERREQUEST']._serialized_end=440
+  _globals['_CREATEUSERRESPONSE']._serialized_start=442
+  _globals['_CREATEUSERRESPONSE']._serialized_end=503
+  _globals['_GETUSERREQUEST']._serialized_start=505
+  _globals['_GETUSERREQUEST']._serialized_end=552
+  _globals['_GETUSERRESPONSE']._serialized_start=554
+  _globals['_GETUSERRESPONSE']._serialized_end=612
+  _globals['_LISTUSERSREQUEST']._serialized_start=614
+  _globals['_LISTUSERSREQUEST']._serialized_end=702
+  _globals['_LISTUSERSRESPONSE']._serialized_start=704
+  _globals['_LISTUSERSRESPONSE']._serialized_end=806
+  _globals['_USERSERVICE']._serialized_start=809
+  _globals['_USERSERVICE']._serialized_end=1129
 # @@protoc_insertion_point(module_scope)
