@@ -171,10 +171,20 @@ class JaegerQuery:
         return sorted(self._get("/api/services").get("data") or [])
 
     def traces(
-        self, service: str, operation: str | None = None, limit: int = 20
+        self,
+        service: str,
+        operation: str | None = None,
+        limit: int = 20,
+        tags: Mapping[str, str] | None = None,
     ) -> list[list[Span]]:
-        """The newest traces that have a span of `service` (and `operation`), newest first."""
-        found = self._get("/api/traces", service=service, operation=operation, limit=limit)
+        """The newest traces with a span of `service` (and `operation`, and `tags`)."""
+        found = self._get(
+            "/api/traces",
+            service=service,
+            operation=operation,
+            limit=limit,
+            tags=json.dumps(tags) if tags else None,
+        )
         return [spans_of(trace) for trace in found.get("data") or []]
 
     def trace(self, trace_id: str) -> list[Span]:

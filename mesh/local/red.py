@@ -43,7 +43,7 @@ class Hop:
         return sum(self.codes.values())
 
     def errors(self) -> str:
-        failed = {code: n for code, n in self.codes.items() if code not in ("OK", "2xx")}
+        failed = {c: n for c, n in self.codes.items() if n and c not in ("OK", "1xx", "2xx")}
         return ", ".join(f"{code} {n}" for code, n in sorted(failed.items())) or "-"
 
 
