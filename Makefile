@@ -63,7 +63,7 @@ SCENARIO ?=
 OBSERVE ?= off
 
 .PHONY: up
-up: setup ## Run the shop locally with Envoy sidecars and demo data (MESH=off: plain processes; OBSERVE=on: Jaeger)
+up: setup catalog-go ## Run the shop locally with Envoy sidecars and demo data (MESH=off: plain processes; OBSERVE=on: Jaeger)
 	$(PY) -m mesh.local up --mesh $(MESH) --observe $(OBSERVE)
 
 .PHONY: observe
@@ -100,8 +100,17 @@ kafka: ## Fetch the Kafka broker's jars with Maven (Java 17) into build/kafka fo
 	$(PY) -m tools.kafka fetch
 
 .PHONY: test
-test: descriptors kustomize kafka ## Run every test
-	$(BIN)/pytest
+test: descriptors kustomize kafka catalog-go ## Run every test but the interop suites (make interop)
+	$(BIN)/pytest -m 'not interop'
+
+.PHONY: catalog-go
+catalog-go: proto-polyglot ## Build the Go catalog (services/catalog-go, the mesh's catalog-v2) into build/bin
+	$(PY) -m tools.interop build catalog-go
+
+.PHONY: interop
+interop: proto-polyglot descriptors kustomize ## Interop suite in Python, Go and TS (direct, through the mesh); catalog conformance in Python and Go
+	$(PY) -m tools.interop build
+	$(BIN)/pytest -q -m interop tests/interop tests/services/catalog
 
 .PHONY: mesh-check
 mesh-check: descriptors kustomize ## Validate mesh/ offline (kustomize render, k8s + Istio schemas, semantics) with each scenario
@@ -127,7 +136,7 @@ bench-events: descriptors ## Benchmark events through outbox, stream and feed: e
 	$(PY) -m bench.events_bench
 
 .PHONY: ci
-ci: setup check-generated lint jaeger test ## What CI runs
+ci: setup check-generated lint jaeger test interop ## What CI runs
 	$(MAKE) contracts AGAINST=HEAD~1
 
 .PHONY: openapi
