@@ -25,7 +25,7 @@ import grpc
 from bench import loadgen
 from mesh.local.stack import LocalStack, free_port
 from services.catalog.demo import DEMO_PRODUCTS
-from services.catalog.store import SqliteCatalogStore
+from services.catalog.store import SqlCatalogStore
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from shop.users.v1 import users_pb2, users_pb2_grpc
 
@@ -43,7 +43,7 @@ def stack(services: list[str], telemetry: bool, log_level: str) -> Iterator[Loca
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         # Seed the catalog before it starts, so its own seeding finds products and stops there.
-        store = SqliteCatalogStore(str(workdir / "data" / "catalog.db"))
+        store = SqlCatalogStore(str(workdir / "data" / "catalog.db"))
         store.seed(DEMO_PRODUCTS)
         store.adjust_stock(PRODUCT, EXTRA_STOCK)
         store.close()

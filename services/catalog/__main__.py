@@ -9,14 +9,14 @@ from services.catalog.demo import DEMO_PRODUCTS
 from services.catalog.domain import Catalog
 from services.catalog.servicer import CatalogServicer
 from services.catalog.settings import Settings
-from services.catalog.store import SqliteCatalogStore
+from services.catalog.store import SqlCatalogStore
 from services.runtime.server import Service, serve
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
 
 async def main() -> None:
     settings = Settings.from_env(os.environ)
-    catalog = Catalog(SqliteCatalogStore(settings.database_path))
+    catalog = Catalog(SqlCatalogStore(settings.database))
     catalog.seed(DEMO_PRODUCTS)
     service = Service(
         catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,

@@ -1,10 +1,11 @@
-"""SQLite storage for the catalog: products with their stock, and reservations with their lines."""
+"""SQL storage for the catalog, on SQLite or PostgreSQL: products with their stock, and
+reservations with their lines."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from pathlib import Path
 
 from services.catalog.domain import (
     Product,
@@ -12,51 +13,32 @@ from services.catalog.domain import (
     ReservationLine,
     ReservationState,
 )
-from services.runtime.sqlite import connect, transaction
+from services.runtime.database import Migrations, Row, connect
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS products (
-    product_id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    description TEXT NOT NULL,
-    price_cents INTEGER NOT NULL,
-    stock INTEGER NOT NULL CHECK (stock >= 0)
-);
-CREATE TABLE IF NOT EXISTS reservations (
-    reservation_id TEXT PRIMARY KEY,
-    state TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS reservation_lines (
-    reservation_id TEXT NOT NULL REFERENCES reservations (reservation_id),
-    line_no INTEGER NOT NULL,
-    product_id TEXT NOT NULL REFERENCES products (product_id),
-    quantity INTEGER NOT NULL,
-    unit_price_cents INTEGER NOT NULL,
-    PRIMARY KEY (reservation_id, line_no)
-);
-"""
+MIGRATIONS = Migrations("catalog", Path(__file__).parent / "migrations")
 
 
-def _product(row: sqlite3.Row) -> Product:
+def _product(row: Row) -> Product:
     return Product(
         row["product_id"], row["name"], row["description"], row["price_cents"], row["stock"]
     )
 
 
-class SqliteCatalogStore:
-    def __init__(self, path: str) -> None:
-        self._db = connect(path, SCHEMA)
+class SqlCatalogStore:
+    def __init__(self, database: str) -> None:
+        self._db = connect(database, MIGRATIONS)
 
     def transaction(self) -> AbstractContextManager[None]:
-        return transaction(self._db)
+        return self._db.transaction()
 
     def seed(self, products: Sequence[Product]) -> bool:
         with self.transaction():
-            if self._db.execute("SELECT 1 FROM products LIMIT 1").fetchone() is not None:
+            if self._db.execute("SELECT 1 FROM products LIMIT 1").one() is not None:
                 return False
             self._db.executemany(
                 "INSERT INTO products (product_id, name, description, price_cents, stock)"
-                " VALUES (?, ?, ?, ?, ?)",
+                # Another replica may be seeding at the same moment.
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (product_id) DO NOTHING",
                 [(p.product_id, p.name, p.description, p.price_cents, p.stock) for p in products],
             )
         return True
@@ -64,13 +46,15 @@ class SqliteCatalogStore:
     def list(self, offset: int, limit: int) -> list[Product]:
         rows = self._db.execute(
             "SELECT * FROM products ORDER BY product_id LIMIT ? OFFSET ?", (limit, offset)
-        ).fetchall()
+        ).rows
         return [_product(row) for row in rows]
 
     def get(self, product_id: str) -> Product | None:
+        # Inside a reservation the row stays locked until commit: the stock read is the stock
+        # the update changes.
         row = self._db.execute(
-            "SELECT * FROM products WHERE product_id = ?", (product_id,)
-        ).fetchone()
+            f"SELECT * FROM products WHERE product_id = ?{self._db.row_lock}", (product_id,)
+        ).one()
         return None if row is None else _product(row)
 
     def adjust_stock(self, product_id: str, delta: int) -> None:
@@ -80,18 +64,22 @@ class SqliteCatalogStore:
 
     def get_reservation(self, reservation_id: str) -> Reservation | None:
         row = self._db.execute(
-            "SELECT state FROM reservations WHERE reservation_id = ?", (reservation_id,)
-        ).fetchone()
+            f"SELECT state FROM reservations WHERE reservation_id = ?{self._db.row_lock}",
+            (reservation_id,),
+        ).one()
         if row is None:
             return None
         lines = self._db.execute(
             "SELECT product_id, quantity, unit_price_cents FROM reservation_lines"
             " WHERE reservation_id = ? ORDER BY line_no",
             (reservation_id,),
-        ).fetchall()
+        ).rows
         return Reservation(
             reservation_id,
-            tuple(ReservationLine(*line) for line in lines),
+            tuple(
+                ReservationLine(line["product_id"], line["quantity"], line["unit_price_cents"])
+                for line in lines
+            ),
             ReservationState(row["state"]),
         )
 

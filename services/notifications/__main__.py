@@ -11,7 +11,7 @@ from services.notifications.consumer import CONSUMER, SOURCES, FeedConsumer
 from services.notifications.domain import Notifications
 from services.notifications.servicer import NotificationServicer
 from services.notifications.settings import Settings
-from services.notifications.store import SqliteNotificationStore
+from services.notifications.store import SqlNotificationStore
 from services.runtime.background import Background, Job
 from services.runtime.event_consumer import consume
 from services.runtime.kafka import consume_kafka
@@ -21,7 +21,7 @@ from shop.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 
 async def main() -> None:
     settings = Settings.from_env(os.environ)
-    notifications = Notifications(SqliteNotificationStore(settings.database_path))
+    notifications = Notifications(SqlNotificationStore(settings.database))
     feed = FeedConsumer(notifications, default_registry())
     service = Service(
         notifications_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name,

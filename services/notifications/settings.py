@@ -12,7 +12,7 @@ from services.runtime.settings import Env, ServerSettings
 @dataclass(frozen=True)
 class Settings:
     server: ServerSettings
-    database_path: str
+    database: str  # a PostgreSQL URL or an SQLite path
     # The producers whose event streams feed the notifications (unused with a broker).
     orders_addr: str
     payments_addr: str
@@ -26,7 +26,7 @@ class Settings:
         producer = "" if broker else None  # the streams' addresses are required only without one
         return cls(
             server=ServerSettings.from_env("notifications", environ, default_port=50055),
-            database_path=env.string("DATABASE_PATH", "var/notifications.db"),
+            database=env.database("var/notifications.db"),
             orders_addr=env.string("ORDERS_ADDR", producer),
             payments_addr=env.string("PAYMENTS_ADDR", producer),
             retry_seconds=env.number("EVENTS_RETRY_SECONDS", 0.5),

@@ -1,46 +1,17 @@
-"""SQLite storage for the feed: notifications, the event ids applied (the inbox), each source's
-offset and the events set aside, all changed together so a redelivered event adds nothing."""
+"""SQL storage for the feed, on SQLite or PostgreSQL: notifications, the event ids applied (the
+inbox), each source's offset and the events set aside, all changed together so a redelivered
+event adds nothing."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from services.notifications.domain import Notification
-from services.runtime.sqlite import connect, transaction
+from services.runtime.database import Migrations, Row, connect
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS notifications (
-    notification_id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    body TEXT NOT NULL,
-    create_time TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS notifications_by_user
-    ON notifications (user_id, create_time DESC, notification_id DESC);
-CREATE TABLE IF NOT EXISTS applied_events (
-    event_id TEXT PRIMARY KEY,
-    source TEXT NOT NULL,
-    offset INTEGER NOT NULL,
-    -- When it was applied: with the producer's commit time, the event's end-to-end lag.
-    applied_time REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS source_offsets (
-    source TEXT PRIMARY KEY,
-    offset INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    source TEXT NOT NULL,
-    offset INTEGER NOT NULL,
-    event_id TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    reason TEXT NOT NULL,
-    PRIMARY KEY (source, offset)
-);
-"""
+MIGRATIONS = Migrations("notifications", Path(__file__).parent / "migrations")
 
 
 def _sortable(moment: datetime) -> str:
@@ -48,7 +19,7 @@ def _sortable(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _notification(row: sqlite3.Row) -> Notification:
+def _notification(row: Row) -> Notification:
     return Notification(
         row["notification_id"],
         row["user_id"],
@@ -58,9 +29,9 @@ def _notification(row: sqlite3.Row) -> Notification:
     )
 
 
-class SqliteNotificationStore:
-    def __init__(self, path: str) -> None:
-        self._db = connect(path, SCHEMA)
+class SqlNotificationStore:
+    def __init__(self, database: str) -> None:
+        self._db = connect(database, MIGRATIONS)
 
     def add(self, notification: Notification) -> None:
         self._insert(notification)
@@ -83,21 +54,21 @@ class SqliteNotificationStore:
             "SELECT * FROM notifications WHERE user_id = ?"
             " ORDER BY create_time DESC, notification_id DESC LIMIT ? OFFSET ?",
             (user_id, limit, offset),
-        ).fetchall()
+        ).rows
         return [_notification(row) for row in rows]
 
     def applied_offset(self, source: str) -> int:
         row = self._db.execute(
-            "SELECT offset FROM source_offsets WHERE source = ?", (source,)
-        ).fetchone()
+            'SELECT "offset" FROM source_offsets WHERE source = ?', (source,)
+        ).one()
         return 0 if row is None else int(row["offset"])
 
     def apply(
         self, source: str, offset: int, event_id: str, notification: Notification | None
     ) -> bool:
-        with transaction(self._db):
+        with self._db.transaction():
             new = self._db.execute(
-                "INSERT INTO applied_events (event_id, source, offset, applied_time)"
+                'INSERT INTO applied_events (event_id, source, "offset", applied_time)'
                 " VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
                 (event_id, source, offset, time.time()),
             ).rowcount
@@ -109,18 +80,20 @@ class SqliteNotificationStore:
     def set_aside(
         self, source: str, offset: int, event_id: str, subject: str, payload: bytes, reason: str
     ) -> None:
-        with transaction(self._db):
+        with self._db.transaction():
             self._db.execute(
-                "INSERT INTO dead_letters (source, offset, event_id, subject, payload, reason)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source, offset) DO NOTHING",
+                'INSERT INTO dead_letters (source, "offset", event_id, subject, payload, reason)'
+                ' VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source, "offset") DO NOTHING',
                 (source, offset, event_id, subject, payload, reason),
             )
             self._advance(source, offset)
 
     def _advance(self, source: str, offset: int) -> None:
         self._db.execute(
-            "INSERT INTO source_offsets (source, offset) VALUES (?, ?)"
-            " ON CONFLICT (source) DO UPDATE SET offset = max(offset, excluded.offset)",
+            'INSERT INTO source_offsets (source, "offset") VALUES (?, ?)'
+            ' ON CONFLICT (source) DO UPDATE SET "offset" = CASE'
+            ' WHEN excluded."offset" > source_offsets."offset" THEN excluded."offset"'
+            ' ELSE source_offsets."offset" END',
             (source, offset),
         )
 

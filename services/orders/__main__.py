@@ -10,7 +10,7 @@ from services.orders.domain import Orders
 from services.orders.events import SUBJECTS
 from services.orders.servicer import OrderServicerV1, OrderServicerV2
 from services.orders.settings import Settings
-from services.orders.store import SqliteOrderStore
+from services.orders.store import SqlOrderStore
 from services.runtime.background import Background
 from services.runtime.channels import open_channel
 from services.runtime.event_stream import event_stream_service
@@ -34,7 +34,7 @@ async def main() -> None:
         for address in (settings.users_addr, settings.catalog_addr, settings.payments_addr)
     ]
     users, catalog, payments = channels
-    store = SqliteOrderStore(settings.database_path)
+    store = SqlOrderStore(settings.database)
     orders = Orders(
         store,
         UsersClient(users),

@@ -13,7 +13,7 @@ from services.runtime.settings import Env, ServerSettings, SettingsError
 @dataclass(frozen=True)
 class Settings:
     server: ServerSettings
-    database_path: str
+    database: str  # a PostgreSQL URL or an SQLite path
     users_addr: str
     catalog_addr: str
     payments_addr: str
@@ -29,7 +29,7 @@ class Settings:
             raise SettingsError(f"SAGA_HOLD_AFTER must be RESERVING or CHARGING, got {hold!r}")
         return cls(
             server=ServerSettings.from_env("orders", environ, default_port=50054),
-            database_path=env.string("DATABASE_PATH", "var/orders.db"),
+            database=env.database("var/orders.db"),
             users_addr=env.string("USERS_ADDR"),
             catalog_addr=env.string("CATALOG_ADDR"),
             payments_addr=env.string("PAYMENTS_ADDR"),

@@ -1,41 +1,19 @@
-"""SQLite storage for orders and their saga state, with leases so one process runs each saga, and
-the outbox: each transition's events are committed with it."""
+"""SQL storage for orders and their saga state, on SQLite or PostgreSQL, with leases so one
+process runs each saga, and the outbox: each transition's events are committed with it."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from datetime import datetime
+from pathlib import Path
 
 from services.orders import events
 from services.orders.domain import Address, Item, Order, OrderStore, Status, Step
+from services.runtime.database import IntegrityError, Migrations, Row, connect
 from services.runtime.outbox import Outbox
-from services.runtime.sqlite import connect, transaction
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS orders (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    order_id TEXT NOT NULL UNIQUE,
-    request_id TEXT NOT NULL UNIQUE,
-    user_id TEXT NOT NULL,
-    items TEXT NOT NULL,
-    payment_token TEXT NOT NULL,
-    shipping_address TEXT,
-    status TEXT NOT NULL,
-    step TEXT NOT NULL,
-    total_cents INTEGER NOT NULL,
-    status_reason TEXT NOT NULL,
-    payment_id TEXT NOT NULL,
-    create_time TEXT NOT NULL,
-    update_time TEXT NOT NULL,
-    lease_owner TEXT,
-    lease_until REAL NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, seq);
-CREATE INDEX IF NOT EXISTS orders_unsettled ON orders (step)
-    WHERE step NOT IN ('CONFIRMED', 'CANCELLED');
-"""
+MIGRATIONS = Migrations("orders", Path(__file__).parent / "migrations")
 
 _COLUMNS = (
     "order_id, request_id, user_id, items, payment_token, shipping_address, status, step, "
@@ -65,7 +43,7 @@ def _row(order: Order) -> tuple[object, ...]:
     )
 
 
-def _order(row: sqlite3.Row) -> Order:
+def _order(row: Row) -> Order:
     address = row["shipping_address"]
     return Order(
         order_id=row["order_id"],
@@ -84,45 +62,45 @@ def _order(row: sqlite3.Row) -> Order:
     )
 
 
-class SqliteOrderStore(OrderStore):
-    def __init__(self, path: str) -> None:
-        self._db = connect(path, SCHEMA)
+class SqlOrderStore(OrderStore):
+    def __init__(self, database: str) -> None:
+        self._db = connect(database, MIGRATIONS)
         self.outbox = Outbox(self._db)
 
     def create(self, order: Order, owner: str, lease_seconds: float) -> Order | None:
         try:
-            with transaction(self._db):
+            with self._db.transaction():
                 self._db.execute(
                     f"INSERT INTO orders ({_COLUMNS}, lease_owner, lease_until) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (*_row(order), owner, time.time() + lease_seconds),
                 )
                 self.outbox.append([events.placed(order)])
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             return None
         return order
 
     def get(self, order_id: str) -> Order | None:
         row = self._db.execute(
             f"SELECT {_COLUMNS} FROM orders WHERE order_id = ?", (order_id,)
-        ).fetchone()
+        ).one()
         return None if row is None else _order(row)
 
     def by_request_id(self, request_id: str) -> Order | None:
         row = self._db.execute(
             f"SELECT {_COLUMNS} FROM orders WHERE request_id = ?", (request_id,)
-        ).fetchone()
+        ).one()
         return None if row is None else _order(row)
 
     def list_for_user(self, user_id: str, offset: int, limit: int) -> list[Order]:
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM orders WHERE user_id = ? ORDER BY seq DESC LIMIT ? OFFSET ?",
             (user_id, limit, offset),
-        ).fetchall()
+        ).rows
         return [_order(row) for row in rows]
 
     def save(self, order: Order, owner: str, lease_seconds: float) -> None:
-        with transaction(self._db):
+        with self._db.transaction():
             self._db.execute(
                 "UPDATE orders SET items = ?, status = ?, step = ?, total_cents = ?, "
                 "status_reason = ?, payment_id = ?, update_time = ?, lease_owner = ?, "
@@ -143,6 +121,8 @@ class SqliteOrderStore(OrderStore):
             self.outbox.append(events.saved(order))
 
     def claim(self, order_id: str, owner: str, lease_seconds: float) -> bool:
+        # One conditional UPDATE: on PostgreSQL a racing claim waits for the row lock, then
+        # re-checks the condition against the winner's lease and changes nothing.
         now = time.time()
         cursor = self._db.execute(
             "UPDATE orders SET lease_owner = ?, lease_until = ? "
@@ -162,13 +142,13 @@ class SqliteOrderStore(OrderStore):
         row = self._db.execute(
             "SELECT lease_until FROM orders WHERE order_id = ? AND lease_owner IS NOT NULL",
             (order_id,),
-        ).fetchone()
+        ).one()
         return row is not None and row["lease_until"] > time.time()
 
     def unsettled(self) -> list[str]:
         rows = self._db.execute(
             "SELECT order_id FROM orders WHERE step NOT IN ('CONFIRMED', 'CANCELLED') ORDER BY seq"
-        ).fetchall()
+        ).rows
         return [row["order_id"] for row in rows]
 
     def close(self) -> None:

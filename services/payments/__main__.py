@@ -9,7 +9,7 @@ from services.payments.domain import Payments
 from services.payments.events import SUBJECTS
 from services.payments.servicer import PaymentServicer
 from services.payments.settings import Settings
-from services.payments.store import SqlitePaymentStore
+from services.payments.store import SqlPaymentStore
 from services.runtime.background import Background
 from services.runtime.event_stream import event_stream_service
 from services.runtime.kafka import OutboxRelay
@@ -19,7 +19,7 @@ from shop.payments.v1 import payments_pb2, payments_pb2_grpc
 
 async def main() -> None:
     settings = Settings.from_env(os.environ)
-    store = SqlitePaymentStore(settings.database_path)
+    store = SqlPaymentStore(settings.database)
     service = Service(
         payments_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name,
         payments_pb2_grpc.add_PaymentServiceServicer_to_server,

@@ -1,31 +1,22 @@
-"""SQLite storage for payments; the idempotency key is unique, so a key is charged once. Captures
-and refunds commit their events in the same transaction (the outbox)."""
+"""SQL storage for payments, on SQLite or PostgreSQL; the idempotency key is unique, so a key is
+charged once. Captures and refunds commit their events in the same transaction (the outbox)."""
 
 from __future__ import annotations
 
-import sqlite3
 from contextlib import AbstractContextManager
 from datetime import datetime
+from pathlib import Path
 
 from services.payments import events
 from services.payments.domain import Payment, PaymentState
 from services.runtime.clock import utc_now
+from services.runtime.database import Migrations, Row, connect
 from services.runtime.outbox import Outbox
-from services.runtime.sqlite import connect, transaction
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS payments (
-    payment_id TEXT PRIMARY KEY,
-    idempotency_key TEXT NOT NULL UNIQUE,
-    user_id TEXT NOT NULL,
-    amount_cents INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    create_time TEXT NOT NULL
-);
-"""
+MIGRATIONS = Migrations("payments", Path(__file__).parent / "migrations")
 
 
-def _payment(row: sqlite3.Row) -> Payment:
+def _payment(row: Row) -> Payment:
     return Payment(
         row["payment_id"],
         row["idempotency_key"],
@@ -36,18 +27,19 @@ def _payment(row: sqlite3.Row) -> Payment:
     )
 
 
-class SqlitePaymentStore:
-    def __init__(self, path: str) -> None:
-        self._db = connect(path, SCHEMA)
+class SqlPaymentStore:
+    def __init__(self, database: str) -> None:
+        self._db = connect(database, MIGRATIONS)
         self.outbox = Outbox(self._db)
 
     def transaction(self) -> AbstractContextManager[None]:
-        return transaction(self._db)
+        return self._db.transaction()
 
     def add_once(self, payment: Payment) -> Payment:
         # The UNIQUE key, not a read before the write, is what makes concurrent retries safe:
-        # every racer but one inserts nothing, and all read back the one stored row.
-        with transaction(self._db):
+        # every racer but one inserts nothing (on PostgreSQL it first waits for the one to
+        # commit), and all read back the one stored row.
+        with self._db.transaction():
             inserted = self._db.execute(
                 "INSERT INTO payments"
                 " (payment_id, idempotency_key, user_id, amount_cents, state, create_time)"
@@ -65,13 +57,15 @@ class SqlitePaymentStore:
                 self.outbox.append([events.captured(payment)])
         row = self._db.execute(
             "SELECT * FROM payments WHERE idempotency_key = ?", (payment.idempotency_key,)
-        ).fetchone()
+        ).one()
+        assert row is not None
         return _payment(row)
 
     def get(self, payment_id: str) -> Payment | None:
+        # Inside a refund the row stays locked until commit, so a payment is refunded once.
         row = self._db.execute(
-            "SELECT * FROM payments WHERE payment_id = ?", (payment_id,)
-        ).fetchone()
+            f"SELECT * FROM payments WHERE payment_id = ?{self._db.row_lock}", (payment_id,)
+        ).one()
         return None if row is None else _payment(row)
 
     def set_state(self, payment_id: str, state: PaymentState) -> None:

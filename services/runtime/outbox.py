@@ -1,42 +1,30 @@
-"""The transactional outbox: events written in the same SQLite transaction as the state change
-they announce, read back in commit order by the event stream. grpc-free.
+"""The transactional outbox: events written in the same transaction as the state change they
+announce, read back in commit order by the event stream. grpc-free.
 
-SQLite serialises writers, so offsets (the table's rowid) become visible in increasing order: a
-reader that has seen offset N never later finds a new event below N.
+Offsets must become visible in increasing order: a reader that has seen offset N must never later
+find a new event below N. SQLite serialises writers, so its rowids do. PostgreSQL hands out
+identity values at INSERT time and transactions may commit in another order, so `append` takes a
+transaction-scoped lock first: event-writing transactions then take offsets and commit in turn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from opentelemetry import propagate
 
 from contracts.schemas import Registry, default_registry, encode
+from services.runtime.database import Database, Migrations
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    offset INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL UNIQUE,
-    subject TEXT NOT NULL,
-    key TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    headers TEXT NOT NULL,
-    create_time REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS outbox_consumers (
-    consumer TEXT PRIMARY KEY,
-    acked_offset INTEGER NOT NULL,
-    ack_time REAL NOT NULL
-);
-"""
+MIGRATIONS = Migrations("outbox", Path(__file__).parent / "migrations" / "outbox")
 
 # Another process sharing the database (the orders canary) commits without waking our readers.
 CROSS_PROCESS_POLL_SECONDS = 0.2
@@ -66,20 +54,22 @@ class StoredEvent:
 class Outbox:
     """One service's outbox table. `append` joins the caller's open transaction."""
 
-    db: sqlite3.Connection
+    db: Database
     registry: Registry = field(default_factory=default_registry)
     new_id: Callable[[], str] = lambda: f"evt_{uuid.uuid4().hex}"
     poll_seconds: float = CROSS_PROCESS_POLL_SECONDS
     _waiters: set[asyncio.Event] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.db.executescript(SCHEMA)
+        self.db.migrate(MIGRATIONS)
 
     def append(self, events: Iterable[NewEvent]) -> None:
         """Write `events`; call inside the transaction that makes the change they announce."""
         assert self.db.in_transaction, "outbox events must join the state change's transaction"
         headers: dict[str, str] = {}
         propagate.inject(headers)  # the current trace continues in the consumers
+        # Held until commit (a no-op on SQLite): offsets are taken and committed in turn.
+        self.db.lock_until_commit("shop.outbox")
         rows = [
             (
                 self.new_id(),
@@ -102,25 +92,25 @@ class Outbox:
 
     def after(self, offset: int, limit: int, subjects: Sequence[str] = ()) -> list[StoredEvent]:
         """Events with an offset above `offset`, oldest first, at most `limit`."""
-        where = "offset > ?"
+        where = '"offset" > ?'
         args: list[object] = [offset]
         if subjects:
             where += f" AND subject IN ({', '.join('?' * len(subjects))})"
             args.extend(subjects)
         rows = self.db.execute(
-            "SELECT offset, event_id, subject, key, payload, headers, create_time FROM outbox"
-            f" WHERE {where} ORDER BY offset LIMIT ?",
+            'SELECT "offset", event_id, subject, key, payload, headers, create_time FROM outbox'
+            f' WHERE {where} ORDER BY "offset" LIMIT ?',
             (*args, limit),
-        ).fetchall()
+        ).rows
         return [
             StoredEvent(
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                bytes(row[4]),
-                json.loads(row[5]),
-                datetime.fromtimestamp(row[6], UTC),
+                row["offset"],
+                row["event_id"],
+                row["subject"],
+                row["key"],
+                bytes(row["payload"]),
+                json.loads(row["headers"]),
+                datetime.fromtimestamp(row["create_time"], UTC),
             )
             for row in rows
         ]
@@ -145,15 +135,16 @@ class Outbox:
         """`consumer`'s committed offset (0 before its first ack)."""
         row = self.db.execute(
             "SELECT acked_offset FROM outbox_consumers WHERE consumer = ?", (consumer,)
-        ).fetchone()
-        return 0 if row is None else int(row[0])
+        ).one()
+        return 0 if row is None else int(row["acked_offset"])
 
     def ack(self, consumer: str, offset: int) -> int:
         """Record `consumer`'s progress (never backwards); returns its committed offset."""
         self.db.execute(
             "INSERT INTO outbox_consumers (consumer, acked_offset, ack_time) VALUES (?, ?, ?)"
             " ON CONFLICT (consumer) DO UPDATE SET"
-            " acked_offset = max(acked_offset, excluded.acked_offset),"
+            " acked_offset = CASE WHEN excluded.acked_offset > outbox_consumers.acked_offset"
+            " THEN excluded.acked_offset ELSE outbox_consumers.acked_offset END,"
             " ack_time = excluded.ack_time",
             (consumer, offset, time.time()),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Self
@@ -55,6 +56,10 @@ class Env:
             return False
         raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
+    def database(self, default_path: str) -> str:
+        """`DATABASE_URL` (PostgreSQL) when set, else the SQLite file `DATABASE_PATH`."""
+        return self.string("DATABASE_URL", "") or self.string("DATABASE_PATH", default_path)
+
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -70,6 +75,8 @@ class ServerSettings:
     telemetry: bool
     otlp_endpoint: str
     call_timeout_seconds: float
+    workers: int = 1  # processes serving the port; more than one share it with SO_REUSEPORT
+    worker_index: int | None = None  # set by the parent in each worker it starts
 
     @classmethod
     def from_env(cls, name: str, environ: Mapping[str, str], default_port: int) -> ServerSettings:
@@ -85,6 +92,8 @@ class ServerSettings:
             telemetry=env.flag("TELEMETRY", True),
             otlp_endpoint=env.string("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
             call_timeout_seconds=env.number("CALL_TIMEOUT_SECONDS", 5.0),
+            workers=max(1, env.integer("WORKERS", len(os.sched_getaffinity(0)))),
+            worker_index=env.integer("WORKER_INDEX") if environ.get("WORKER_INDEX") else None,
         )
 
     @property
@@ -100,11 +109,11 @@ class ServiceSettings:
     DEFAULT_PORT: ClassVar[int]
 
     server: ServerSettings
-    database_path: str
+    database: str  # a PostgreSQL URL or an SQLite path
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Self:
         return cls(
             server=ServerSettings.from_env(cls.NAME, environ, default_port=cls.DEFAULT_PORT),
-            database_path=Env(environ).string("DATABASE_PATH", f"var/{cls.NAME}.db"),
+            database=Env(environ).database(f"var/{cls.NAME}.db"),
         )

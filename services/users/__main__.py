@@ -9,13 +9,13 @@ from services.runtime.server import Service, serve
 from services.users.domain import Users
 from services.users.servicer import UserServicer
 from services.users.settings import Settings
-from services.users.store import SqliteUserStore
+from services.users.store import SqlUserStore
 from shop.users.v1 import users_pb2, users_pb2_grpc
 
 
 async def main() -> None:
     settings = Settings.from_env(os.environ)
-    users = Users(SqliteUserStore(settings.database_path))
+    users = Users(SqlUserStore(settings.database))
     service = Service(
         users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
         users_pb2_grpc.add_UserServiceServicer_to_server,

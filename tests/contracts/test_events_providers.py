@@ -25,9 +25,9 @@ from contracts.pact.verify import verify_messages
 from contracts.schemas import default_registry
 from services.notifications.consumer import CONSUMER
 from services.orders.domain import Address, Item, Orders, SagaOptions
-from services.orders.store import SqliteOrderStore
+from services.orders.store import SqlOrderStore
 from services.payments.domain import Payments
-from services.payments.store import SqlitePaymentStore
+from services.payments.store import SqlPaymentStore
 from services.runtime.outbox import StoredEvent
 from tests.services.orders.fakes import FakeCatalog, FakePayments, FakeUsers
 
@@ -44,7 +44,7 @@ class OrdersProducer:
         self._path = str(path)
 
     def _place(self, token: str, address: Address | None = None) -> None:
-        store = SqliteOrderStore(self._path)
+        store = SqlOrderStore(self._path)
         try:
             orders = Orders(store, FakeUsers(), FakeCatalog(), FakePayments(), SagaOptions())
             request_id = f"req-pact-{next(_serial)}"
@@ -65,7 +65,7 @@ class OrdersProducer:
         }
 
     def events(self, subject: str) -> Sequence[StoredEvent]:
-        store = SqliteOrderStore(self._path)
+        store = SqlOrderStore(self._path)
         try:
             return store.outbox.after(0, 1000, [subject])
         finally:
@@ -79,7 +79,7 @@ class PaymentsProducer:
         self._path = str(path)
 
     def _charge(self, *, refund: bool) -> None:
-        store = SqlitePaymentStore(self._path)
+        store = SqlPaymentStore(self._path)
         try:
             payments = Payments(store)
             payment = payments.charge(f"ord_pact_{next(_serial)}", USER, 1200, "tok_visa")
@@ -95,7 +95,7 @@ class PaymentsProducer:
         }
 
     def events(self, subject: str) -> Sequence[StoredEvent]:
-        store = SqlitePaymentStore(self._path)
+        store = SqlPaymentStore(self._path)
         try:
             return store.outbox.after(0, 1000, [subject])
         finally:

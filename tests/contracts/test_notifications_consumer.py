@@ -21,7 +21,7 @@ from contracts.pact import avro, proto3
 from contracts.schemas import default_registry
 from services.notifications.consumer import CONSUMER, SOURCES, FeedConsumer, readers
 from services.notifications.domain import Notification, Notifications
-from services.notifications.store import SqliteNotificationStore
+from services.notifications.store import SqlNotificationStore
 from shop.events.v1 import events_pb2
 
 pytestmark = pytest.mark.pact_consumer
@@ -44,7 +44,7 @@ def feed_entry(contents: str | bytes | None, metadata: Mapping[str, Any]) -> Not
         key="pact",
         payload=avro.wire_payload(reader, record),
     )
-    store = SqliteNotificationStore(":memory:")
+    store = SqlNotificationStore(":memory:")
     try:
         notifications = Notifications(store)
         FeedConsumer(notifications, default_registry()).apply(SOURCE_OF[subject], event)

@@ -1,22 +1,71 @@
-"""Fixtures for servicer tests: real grpc.aio servers on 127.0.0.1 port 0, in this process."""
+"""Fixtures for service tests: real grpc.aio servers on 127.0.0.1 port 0, in this process, and
+a fresh database on each backend (SQLite and PostgreSQL) for the store tests."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TypeVar
+from pathlib import Path
+from typing import Protocol, TypeVar
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 from grpc import aio
 
+from services.runtime.database import connect
 from services.runtime.server import Service, build_server
 from services.runtime.settings import ServerSettings
 from services.runtime.status import STATUS_DETAILS_KEY
 
 T = TypeVar("T", error_details_pb2.BadRequest, error_details_pb2.ErrorInfo)
 Serve = Callable[[Sequence[Service]], AbstractAsyncContextManager[aio.Channel]]
+BACKENDS = ("sqlite", "postgres")
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closable)
+
+
+class Opened(Protocol):
+    def __call__(self, store: C, /) -> C: ...
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: an SQLite file, or a new schema on the session's server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.db")
+    return str(request.getfixturevalue("postgres").create_schema())
+
+
+@pytest.fixture
+def opened() -> Iterator[Opened]:
+    """`opened(store)` closes the store after the test: on PostgreSQL a store holds a pool of
+    connections and its threads."""
+    stores: list[Closable] = []
+
+    def keep(store: C) -> C:
+        stores.append(store)
+        return store
+
+    yield keep
+    for store in reversed(stores):
+        store.close()
+
+
+def count_rows(database: str, table: str) -> int:
+    """Rows in `table`, read on a connection of its own: what any process would see."""
+    db = connect(database)
+    try:
+        row = db.execute(f"SELECT count(*) AS n FROM {table}").one()
+        assert row is not None
+        return int(row["n"])
+    finally:
+        db.close()
 
 
 def server_settings(name: str = "test") -> ServerSettings:

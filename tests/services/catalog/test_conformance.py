@@ -16,7 +16,7 @@ from mesh.local.stack import LocalStack
 from services.catalog.demo import DEMO_PRODUCTS
 from services.catalog.domain import Catalog
 from services.catalog.servicer import CatalogServicer
-from services.catalog.store import SqliteCatalogStore
+from services.catalog.store import SqlCatalogStore
 from services.runtime.server import Service
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from tests.services.conftest import error_reason, field_violations, serving
@@ -31,7 +31,7 @@ IMPLEMENTATIONS = [
 
 
 def catalog_service() -> Service:
-    catalog = Catalog(SqliteCatalogStore(":memory:"))
+    catalog = Catalog(SqlCatalogStore(":memory:"))
     catalog.seed(DEMO_PRODUCTS)
     return Service(
         "shop.catalog.v1.CatalogService",

@@ -1,8 +1,6 @@
-"""Catalog rules against the real SQLite store in memory: reserve all or nothing, release once."""
+"""Catalog rules against the real store on each backend: reserve all or nothing, release once."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +12,9 @@ from services.catalog.domain import (
     ReservationLine,
     ReservationState,
 )
-from services.catalog.store import SqliteCatalogStore
+from services.catalog.store import SqlCatalogStore
 from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+from tests.services.conftest import Opened
 
 BEANS = Product("sku-beans", "Beans", "Roasted beans.", 2400, 10)
 MUG = Product("sku-mug", "Mug", "A mug.", 1200, 3)
@@ -23,8 +22,8 @@ RARE = Product("sku-rare", "Rare", "Only one.", 9900, 1)
 
 
 @pytest.fixture
-def catalog() -> Catalog:
-    catalog = Catalog(SqliteCatalogStore(":memory:"))
+def catalog(database: str, opened: Opened) -> Catalog:
+    catalog = Catalog(opened(SqlCatalogStore(database)))
     catalog.seed([BEANS, MUG, RARE])
     return catalog
 
@@ -37,15 +36,15 @@ def fields(error: InvalidArgument) -> set[str]:
     return {v.field for v in error.violations}
 
 
-def test_seed_only_fills_an_empty_catalog() -> None:
-    catalog = Catalog(SqliteCatalogStore(":memory:"))
+def test_seed_only_fills_an_empty_catalog(database: str, opened: Opened) -> None:
+    catalog = Catalog(opened(SqlCatalogStore(database)))
     assert catalog.seed([BEANS])
     assert not catalog.seed([MUG])
     assert [p.product_id for p in catalog.list(0, "").products] == ["sku-beans"]
 
 
-def test_demo_catalog_has_an_item_that_runs_out() -> None:
-    catalog = Catalog(SqliteCatalogStore(":memory:"))
+def test_demo_catalog_has_an_item_that_runs_out(database: str, opened: Opened) -> None:
+    catalog = Catalog(opened(SqlCatalogStore(database)))
     catalog.seed(DEMO_PRODUCTS)
     assert catalog.get("sku-limited-edition").stock == 1
     catalog.reserve("first", [RequestedLine("sku-limited-edition", 1)])
@@ -187,14 +186,13 @@ def test_release_requires_an_id(catalog: Catalog) -> None:
     assert fields(error.value) == {"reservation_id"}
 
 
-def test_data_survives_reopening(tmp_path: Path) -> None:
-    path = str(tmp_path / "catalog.db")
-    first = Catalog(SqliteCatalogStore(path))
+def test_data_survives_reopening(database: str, opened: Opened) -> None:
+    first = Catalog(opened(SqlCatalogStore(database)))
     first.seed([BEANS])
     held = first.reserve("ord-1", [RequestedLine("sku-beans", 3)])
-    again = Catalog(SqliteCatalogStore(path))
+    again = Catalog(opened(SqlCatalogStore(database)))
     assert not again.seed([MUG])
     assert again.get("sku-beans").stock == 7
     assert again.reserve("ord-1", [RequestedLine("sku-beans", 3)]) == held
     assert again.release("ord-1").state is ReservationState.RELEASED
-    assert Catalog(SqliteCatalogStore(path)).get("sku-beans").stock == 10
+    assert Catalog(opened(SqlCatalogStore(database))).get("sku-beans").stock == 10

@@ -13,12 +13,12 @@ import pytest
 from contracts.schemas import default_registry, encode
 from services.notifications.consumer import FeedConsumer
 from services.notifications.domain import Notifications
-from services.notifications.store import SqliteNotificationStore
+from services.notifications.store import SqlNotificationStore
+from services.runtime.database import connect
 from services.runtime.event_consumer import consume
 from services.runtime.event_stream import event_stream_service
 from services.runtime.outbox import NewEvent, Outbox
 from services.runtime.server import build_server
-from services.runtime.sqlite import connect, transaction
 from tests.services.conftest import server_settings
 
 WHEN = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
@@ -36,7 +36,7 @@ def placed(n: int) -> NewEvent:
 
 
 def publish(outbox: Outbox, *events: NewEvent) -> None:
-    with transaction(outbox.db):
+    with outbox.db.transaction():
         outbox.append(events)
 
 
@@ -52,7 +52,7 @@ async def feed_of(notifications: Notifications, want: int) -> list[str]:
 
 @pytest.fixture
 def outbox() -> Outbox:
-    return Outbox(connect(":memory:", ""))
+    return Outbox(connect(":memory:"))
 
 
 async def run_feed(outbox: Outbox, notifications: Notifications, want: int) -> list[str]:
@@ -78,7 +78,7 @@ async def run_feed(outbox: Outbox, notifications: Notifications, want: int) -> l
 
 
 async def test_events_become_feed_entries_once_even_when_replayed(outbox: Outbox) -> None:
-    store = SqliteNotificationStore(":memory:")
+    store = SqlNotificationStore(":memory:")
     notifications = Notifications(store)
     publish(outbox, placed(1), placed(2))
     assert await run_feed(outbox, notifications, 2) == [
@@ -99,8 +99,8 @@ async def test_events_become_feed_entries_once_even_when_replayed(outbox: Outbox
 async def test_an_undecodable_event_is_set_aside_and_delivery_goes_on(
     outbox: Outbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = SqliteNotificationStore(":memory:")
-    with transaction(outbox.db):
+    store = SqlNotificationStore(":memory:")
+    with outbox.db.transaction():
         outbox.db.execute(
             "INSERT INTO outbox (event_id, subject, key, payload, headers, create_time)"
             " VALUES ('evt_bad', 'shop.orders.OrderPlaced', 'ord_x', ?, '{}', 0)",
@@ -110,7 +110,7 @@ async def test_an_undecodable_event_is_set_aside_and_delivery_goes_on(
     with caplog.at_level(logging.ERROR, logger="shop.notifications.events"):
         bodies = await run_feed(outbox, Notifications(store), 1)
     assert bodies == ["We received order ord_1 for 1 item(s)."]
-    (letter,) = store._db.execute("SELECT event_id, reason FROM dead_letters").fetchall()
+    (letter,) = store._db.execute("SELECT event_id, reason FROM dead_letters").rows
     assert letter["event_id"] == "evt_bad"
     assert "shop.orders.OrderPlaced v1" in letter["reason"]
     assert any(r.getMessage() == "event set aside: it cannot be decoded" for r in caplog.records)
@@ -122,11 +122,11 @@ async def test_an_event_written_with_an_older_schema_is_read_with_the_newer_one(
     v1 = default_registry().subject("shop.orders.OrderPlaced").versions[0]
     record = {**placed(5).record}
     del record["shipping_country"]
-    with transaction(outbox.db):
+    with outbox.db.transaction():
         outbox.db.execute(
             "INSERT INTO outbox (event_id, subject, key, payload, headers, create_time)"
             " VALUES ('evt_v1', 'shop.orders.OrderPlaced', 'ord_5', ?, ?, 0)",
             (encode(v1, record), json.dumps({})),
         )
-    bodies = await run_feed(outbox, Notifications(SqliteNotificationStore(":memory:")), 1)
+    bodies = await run_feed(outbox, Notifications(SqlNotificationStore(":memory:")), 1)
     assert bodies == ["We received order ord_5 for 5 item(s)."]

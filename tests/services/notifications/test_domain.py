@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from services.notifications.domain import Notification, Notifications
-from services.notifications.store import SqliteNotificationStore
+from services.notifications.store import SqlNotificationStore
 from services.runtime.errors import InvalidArgument, PermissionDenied
+from tests.services.conftest import Opened
 
 START = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -20,8 +20,8 @@ def note(n: int, user_id: str = "usr_ann", minutes: int | None = None) -> Notifi
 
 
 @pytest.fixture
-def store() -> SqliteNotificationStore:
-    return SqliteNotificationStore(":memory:")
+def store(database: str, opened: Opened) -> SqlNotificationStore:
+    return opened(SqlNotificationStore(database))
 
 
 def ids(page_notifications: list[Notification]) -> list[str]:
@@ -32,7 +32,7 @@ def fields(error: InvalidArgument) -> set[str]:
     return {v.field for v in error.violations}
 
 
-def test_lists_one_users_notifications_newest_first(store: SqliteNotificationStore) -> None:
+def test_lists_one_users_notifications_newest_first(store: SqlNotificationStore) -> None:
     for n in (2, 0, 3, 1):
         store.add(note(n))
     store.add(note(9, user_id="usr_bob"))
@@ -42,7 +42,7 @@ def test_lists_one_users_notifications_newest_first(store: SqliteNotificationSto
     assert page.next_page_token == ""
 
 
-def test_order_is_by_instant_whatever_the_zone(store: SqliteNotificationStore) -> None:
+def test_order_is_by_instant_whatever_the_zone(store: SqlNotificationStore) -> None:
     plus_two = timezone(timedelta(hours=2))
     store.add(
         Notification("ntf_early", "usr_ann", "s", "b", datetime(2025, 1, 1, 13, 0, tzinfo=plus_two))
@@ -56,13 +56,13 @@ def test_order_is_by_instant_whatever_the_zone(store: SqliteNotificationStore) -
     ]
 
 
-def test_adding_the_same_id_twice_is_a_no_op(store: SqliteNotificationStore) -> None:
+def test_adding_the_same_id_twice_is_a_no_op(store: SqlNotificationStore) -> None:
     store.add(note(1))
     store.add(Notification("ntf_1", "usr_ann", "changed", "changed", START))
     assert Notifications(store).list("usr_ann", 0, "").notifications == [note(1)]
 
 
-def test_pages_through_everything_once(store: SqliteNotificationStore) -> None:
+def test_pages_through_everything_once(store: SqlNotificationStore) -> None:
     for n in range(5):
         store.add(note(n))
     notifications = Notifications(store)
@@ -76,7 +76,7 @@ def test_pages_through_everything_once(store: SqliteNotificationStore) -> None:
     assert seen == ["ntf_4", "ntf_3", "ntf_2", "ntf_1", "ntf_0"]
 
 
-def test_only_the_owner_may_read(store: SqliteNotificationStore) -> None:
+def test_only_the_owner_may_read(store: SqlNotificationStore) -> None:
     store.add(note(1))
     notifications = Notifications(store)
     with pytest.raises(PermissionDenied):
@@ -95,15 +95,14 @@ def test_only_the_owner_may_read(store: SqliteNotificationStore) -> None:
     ],
 )
 def test_list_names_every_bad_field(
-    store: SqliteNotificationStore, user_id: str, size: int, token: str, bad: set[str]
+    store: SqlNotificationStore, user_id: str, size: int, token: str, bad: set[str]
 ) -> None:
     with pytest.raises(InvalidArgument) as error:
         Notifications(store).list(user_id, size, token)
     assert fields(error.value) == bad
 
 
-def test_data_survives_reopening(tmp_path: Path) -> None:
-    path = str(tmp_path / "notifications.db")
-    SqliteNotificationStore(path).add(note(1))
-    reopened = Notifications(SqliteNotificationStore(path))
+def test_data_survives_reopening(database: str, opened: Opened) -> None:
+    opened(SqlNotificationStore(database)).add(note(1))
+    reopened = Notifications(opened(SqlNotificationStore(database)))
     assert reopened.list("usr_ann", 0, "").notifications == [note(1)]

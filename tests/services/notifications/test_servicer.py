@@ -10,7 +10,7 @@ from grpc import aio
 
 from services.notifications.domain import Notification, Notifications
 from services.notifications.servicer import NotificationServicer
-from services.notifications.store import SqliteNotificationStore
+from services.notifications.store import SqlNotificationStore
 from services.runtime.server import Service
 from shop.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from tests.services.conftest import Serve, error_reason, field_violations
@@ -18,7 +18,7 @@ from tests.services.conftest import Serve, error_reason, field_violations
 SENT = datetime(2025, 1, 1, 12, 0, 30, tzinfo=UTC)
 
 
-def notifications_service(store: SqliteNotificationStore) -> Service:
+def notifications_service(store: SqlNotificationStore) -> Service:
     return Service(
         "shop.notifications.v1.NotificationService",
         notifications_pb2_grpc.add_NotificationServiceServicer_to_server,
@@ -27,7 +27,7 @@ def notifications_service(store: SqliteNotificationStore) -> Service:
 
 
 async def test_list_encodes_notifications(serve: Serve) -> None:
-    store = SqliteNotificationStore(":memory:")
+    store = SqlNotificationStore(":memory:")
     store.add(Notification("ntf_1", "usr_ann", "Order confirmed", "Thanks!", SENT))
     async with serve([notifications_service(store)]) as channel:
         stub = notifications_pb2_grpc.NotificationServiceStub(channel)
@@ -57,7 +57,7 @@ async def test_list_encodes_notifications(serve: Serve) -> None:
 async def test_bad_input_names_the_field(
     serve: Serve, request_: notifications_pb2.ListNotificationsRequest, fields: set[str]
 ) -> None:
-    async with serve([notifications_service(SqliteNotificationStore(":memory:"))]) as channel:
+    async with serve([notifications_service(SqlNotificationStore(":memory:"))]) as channel:
         stub = notifications_pb2_grpc.NotificationServiceStub(channel)
         with pytest.raises(aio.AioRpcError) as error:
             await stub.ListNotifications(request_)
@@ -65,7 +65,7 @@ async def test_bad_input_names_the_field(
 
 
 async def test_another_users_notifications_are_denied(serve: Serve) -> None:
-    async with serve([notifications_service(SqliteNotificationStore(":memory:"))]) as channel:
+    async with serve([notifications_service(SqlNotificationStore(":memory:"))]) as channel:
         stub = notifications_pb2_grpc.NotificationServiceStub(channel)
         with pytest.raises(aio.AioRpcError) as error:
             await stub.ListNotifications(

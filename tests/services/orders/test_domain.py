@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from services.orders.domain import Address, Item, Orders, SagaOptions, Status
-from services.orders.store import SqliteOrderStore
+from services.orders.store import SqlOrderStore
 from services.runtime.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -15,6 +15,7 @@ from services.runtime.errors import (
     PermissionDenied,
     Unavailable,
 )
+from tests.services.conftest import Opened
 from tests.services.orders.fakes import FakeCatalog, FakePayments, FakeUsers
 
 
@@ -29,12 +30,12 @@ def payments() -> FakePayments:
 
 
 @pytest.fixture
-def store() -> SqliteOrderStore:
-    return SqliteOrderStore(":memory:")
+def store(database: str, opened: Opened) -> SqlOrderStore:
+    return opened(SqlOrderStore(database))
 
 
 @pytest.fixture
-def orders(store: SqliteOrderStore, catalog: FakeCatalog, payments: FakePayments) -> Orders:
+def orders(store: SqlOrderStore, catalog: FakeCatalog, payments: FakePayments) -> Orders:
     return Orders(store, FakeUsers(), catalog, payments, SagaOptions(watch_poll_seconds=0.01))
 
 
@@ -109,7 +110,7 @@ async def test_unreachable_peer_leaves_pending_then_recovery_finishes(
 
 
 async def test_recovery_in_a_new_process_resumes_a_crashed_saga(
-    store: SqliteOrderStore, catalog: FakeCatalog, payments: FakePayments
+    store: SqlOrderStore, catalog: FakeCatalog, payments: FakePayments
 ) -> None:
     crashed = Orders(store, FakeUsers(), catalog, payments, SagaOptions(lease_seconds=0))
     payments.down = True

@@ -9,21 +9,22 @@ import pytest
 
 from contracts.schemas import Registry, decode, default_registry
 from services.orders.domain import Address, Item, Orders, SagaOptions, Status
-from services.orders.store import SqliteOrderStore
+from services.orders.store import SqlOrderStore
+from tests.services.conftest import Opened
 from tests.services.orders.fakes import FakeCatalog, FakePayments, FakeUsers
 
 
 @pytest.fixture
-def store() -> SqliteOrderStore:
-    return SqliteOrderStore(":memory:")
+def store(database: str, opened: Opened) -> SqlOrderStore:
+    return opened(SqlOrderStore(database))
 
 
 @pytest.fixture
-def orders(store: SqliteOrderStore) -> Orders:
+def orders(store: SqlOrderStore) -> Orders:
     return Orders(store, FakeUsers(), FakeCatalog(), FakePayments(), SagaOptions())
 
 
-def published(store: SqliteOrderStore) -> list[tuple[str, str, dict[str, Any]]]:
+def published(store: SqlOrderStore) -> list[tuple[str, str, dict[str, Any]]]:
     """(subject, key, record read with the newest schema) of every event in the outbox."""
     registry = default_registry()
     return [
@@ -37,7 +38,7 @@ async def place(orders: Orders, token: str = "tok_visa", **extra: Any) -> Any:
 
 
 async def test_a_confirmed_order_announces_placed_then_confirmed(
-    orders: Orders, store: SqliteOrderStore
+    orders: Orders, store: SqlOrderStore
 ) -> None:
     order = await place(orders)
     (placed_subject, key, placed), (confirmed_subject, _, confirmed) = published(store)
@@ -53,7 +54,7 @@ async def test_a_confirmed_order_announces_placed_then_confirmed(
 
 
 async def test_a_declined_order_announces_its_cancellation_with_the_reason(
-    orders: Orders, store: SqliteOrderStore
+    orders: Orders, store: SqlOrderStore
 ) -> None:
     order = await place(orders, "tok_decline")
     assert order.status is Status.CANCELLED
@@ -62,14 +63,14 @@ async def test_a_declined_order_announces_its_cancellation_with_the_reason(
     assert published(store)[1][2]["reason"] == order.status_reason != ""
 
 
-async def test_a_retry_publishes_nothing_new(orders: Orders, store: SqliteOrderStore) -> None:
+async def test_a_retry_publishes_nothing_new(orders: Orders, store: SqlOrderStore) -> None:
     await place(orders)
     await place(orders)
     assert len(published(store)) == 2
 
 
 async def test_cancelling_a_confirmed_order_announces_it(
-    orders: Orders, store: SqliteOrderStore
+    orders: Orders, store: SqlOrderStore
 ) -> None:
     order = await place(orders)
     await orders.cancel(order.order_id, "changed my mind")
@@ -78,16 +79,14 @@ async def test_cancelling_a_confirmed_order_announces_it(
     assert record["reason"] == "cancelled by customer: changed my mind"
 
 
-async def test_the_v2_shipping_country_is_published(
-    orders: Orders, store: SqliteOrderStore
-) -> None:
+async def test_the_v2_shipping_country_is_published(orders: Orders, store: SqlOrderStore) -> None:
     address = Address("Ann", "1 Main St", "Berlin", "10115", "DE")
     await place(orders, shipping_address=address)
     assert published(store)[0][2]["shipping_country"] == "DE"
 
 
 async def test_a_change_whose_event_cannot_be_written_is_not_saved(
-    orders: Orders, store: SqliteOrderStore
+    orders: Orders, store: SqlOrderStore
 ) -> None:
     order = await place(orders, "tok_decline")
     store.outbox.registry = Registry({})  # every append now fails, as a crash mid-write would
@@ -99,7 +98,7 @@ async def test_a_change_whose_event_cannot_be_written_is_not_saved(
 
 
 async def test_an_order_whose_placed_event_cannot_be_written_is_not_created(
-    orders: Orders, store: SqliteOrderStore
+    orders: Orders, store: SqlOrderStore
 ) -> None:
     store.outbox.registry = Registry({})
     with pytest.raises(ValueError, match="unknown subject"):

@@ -20,20 +20,20 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from services.catalog.demo import DEMO_PRODUCTS
 from services.catalog.domain import Catalog
 from services.catalog.servicer import CatalogServicer
-from services.catalog.store import SqliteCatalogStore
+from services.catalog.store import SqlCatalogStore
 from services.orders.clients import READ_METHODS, CatalogClient, PaymentsClient, UsersClient
 from services.orders.domain import Orders, SagaOptions
 from services.orders.servicer import OrderServicerV1, OrderServicerV2
-from services.orders.store import SqliteOrderStore
+from services.orders.store import SqlOrderStore
 from services.payments.domain import Payments
 from services.payments.servicer import PaymentServicer
-from services.payments.store import SqlitePaymentStore
+from services.payments.store import SqlPaymentStore
 from services.runtime.channels import open_channel
 from services.runtime.server import Service, build_server
 from services.runtime.telemetry import configure_tracing
 from services.users.domain import Users
 from services.users.servicer import UserServicer
-from services.users.store import SqliteUserStore
+from services.users.store import SqlUserStore
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from shop.orders.v1 import orders_pb2 as v1
 from shop.orders.v1 import orders_pb2_grpc as v1_grpc
@@ -55,7 +55,7 @@ class Shop:
 
 @asynccontextmanager
 async def running_shop() -> AsyncIterator[Shop]:
-    catalog = Catalog(SqliteCatalogStore(":memory:"))
+    catalog = Catalog(SqlCatalogStore(":memory:"))
     catalog.seed(DEMO_PRODUCTS)
     peers = await build_server(
         server_settings("peers"),
@@ -63,7 +63,7 @@ async def running_shop() -> AsyncIterator[Shop]:
             Service(
                 "shop.users.v1.UserService",
                 users_pb2_grpc.add_UserServiceServicer_to_server,
-                UserServicer(Users(SqliteUserStore(":memory:"))),
+                UserServicer(Users(SqlUserStore(":memory:"))),
             ),
             Service(
                 "shop.catalog.v1.CatalogService",
@@ -73,7 +73,7 @@ async def running_shop() -> AsyncIterator[Shop]:
             Service(
                 "shop.payments.v1.PaymentService",
                 payments_pb2_grpc.add_PaymentServiceServicer_to_server,
-                PaymentServicer(Payments(SqlitePaymentStore(":memory:"))),
+                PaymentServicer(Payments(SqlPaymentStore(":memory:"))),
             ),
         ],
     )
@@ -81,7 +81,7 @@ async def running_shop() -> AsyncIterator[Shop]:
         f"127.0.0.1:{peers.port}", default_timeout=5, read_methods=READ_METHODS
     )
     orders = Orders(
-        SqliteOrderStore(":memory:"),
+        SqlOrderStore(":memory:"),
         UsersClient(peer_channel),
         CatalogClient(peer_channel),
         PaymentsClient(peer_channel),

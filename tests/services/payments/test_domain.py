@@ -1,22 +1,20 @@
-"""Payment rules against the real SQLite store: charge once per key, decline, refund once."""
+"""Payment rules against the real store on each backend: charge once per key, refund once."""
 
 from __future__ import annotations
 
-import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
-from pathlib import Path
 
 import pytest
 
 from services.payments.domain import DECLINE_TOKEN, Payment, Payments, PaymentState
-from services.payments.store import SqlitePaymentStore
+from services.payments.store import SqlPaymentStore
 from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from tests.services.conftest import Opened, count_rows
 
 
 @pytest.fixture
-def payments() -> Payments:
-    return Payments(SqlitePaymentStore(":memory:"))
+def payments(database: str, opened: Opened) -> Payments:
+    return Payments(opened(SqlPaymentStore(database)))
 
 
 def fields(error: InvalidArgument) -> set[str]:
@@ -83,8 +81,8 @@ def test_unknown_and_foreign_payments(payments: Payments) -> None:
     assert payments.get(payment.payment_id).state is PaymentState.CAPTURED
 
 
-def test_declined_attempts_are_not_payments() -> None:
-    payments = Payments(SqlitePaymentStore(":memory:"), new_id=lambda: "pay_declined")
+def test_declined_attempts_are_not_payments(database: str, opened: Opened) -> None:
+    payments = Payments(opened(SqlPaymentStore(database)), new_id=lambda: "pay_declined")
     with pytest.raises(FailedPrecondition):
         payments.charge("key-1", "usr_ann", 4200, DECLINE_TOKEN)
     with pytest.raises(NotFound):
@@ -119,30 +117,28 @@ def test_refund_and_get_require_an_id(payments: Payments) -> None:
         assert fields(error.value) == {"payment_id"}
 
 
-def test_racing_charges_on_separate_connections_make_one_row(tmp_path: Path) -> None:
+def test_racing_charges_on_separate_connections_make_one_row(database: str, opened: Opened) -> None:
     # Each worker has its own connection, as separate processes would: only the UNIQUE key
     # can keep them from charging twice.
-    path = str(tmp_path / "payments.db")
-    stores = [SqlitePaymentStore(path) for _ in range(20)]
+    stores = [opened(SqlPaymentStore(database)) for _ in range(20)]
 
-    def charge(store: SqlitePaymentStore) -> Payment:
+    def charge(store: SqlPaymentStore) -> Payment:
         return Payments(store).charge("key-1", "usr_ann", 4200, "tok_visa")
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         results = list(pool.map(charge, stores))
     assert len({p.payment_id for p in results}) == 1
-    for store in stores:
-        store.close()
-    with closing(sqlite3.connect(path)) as db:
-        assert db.execute("SELECT count(*) FROM payments").fetchone() == (1,)
+    assert count_rows(database, "payments") == 1
+    assert count_rows(database, "outbox") == 1
 
 
-def test_data_survives_reopening(tmp_path: Path) -> None:
-    path = str(tmp_path / "payments.db")
-    payment = Payments(SqlitePaymentStore(path)).charge("key-1", "usr_ann", 4200, "tok_visa")
-    again = Payments(SqlitePaymentStore(path))
+def test_data_survives_reopening(database: str, opened: Opened) -> None:
+    payment = Payments(opened(SqlPaymentStore(database))).charge(
+        "key-1", "usr_ann", 4200, "tok_visa"
+    )
+    again = Payments(opened(SqlPaymentStore(database)))
     assert again.get(payment.payment_id) == payment
     assert again.charge("key-1", "usr_ann", 4200, "tok_visa") == payment
     again.refund(payment.payment_id)
-    reopened = Payments(SqlitePaymentStore(path)).get(payment.payment_id)
+    reopened = Payments(opened(SqlPaymentStore(database))).get(payment.payment_id)
     assert reopened.state is PaymentState.REFUNDED

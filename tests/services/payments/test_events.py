@@ -6,16 +6,17 @@ import pytest
 
 from contracts.schemas import decode, default_registry
 from services.payments.domain import Payments
-from services.payments.store import SqlitePaymentStore
+from services.payments.store import SqlPaymentStore
 from services.runtime.errors import FailedPrecondition
+from tests.services.conftest import Opened
 
 
 @pytest.fixture
-def store() -> SqlitePaymentStore:
-    return SqlitePaymentStore(":memory:")
+def store(database: str, opened: Opened) -> SqlPaymentStore:
+    return opened(SqlPaymentStore(database))
 
 
-def published(store: SqlitePaymentStore) -> list[tuple[str, dict[str, object]]]:
+def published(store: SqlPaymentStore) -> list[tuple[str, dict[str, object]]]:
     registry = default_registry()
     return [
         (e.subject, decode(registry, e.payload, registry.subject(e.subject).latest))
@@ -23,7 +24,7 @@ def published(store: SqlitePaymentStore) -> list[tuple[str, dict[str, object]]]:
     ]
 
 
-def test_a_capture_is_announced_once_per_key(store: SqlitePaymentStore) -> None:
+def test_a_capture_is_announced_once_per_key(store: SqlPaymentStore) -> None:
     payments = Payments(store)
     payment = payments.charge("ord_1", "usr_ann", 1200, "tok_visa")
     payments.charge("ord_1", "usr_ann", 1200, "tok_visa")
@@ -34,13 +35,13 @@ def test_a_capture_is_announced_once_per_key(store: SqlitePaymentStore) -> None:
     assert record["amount_cents"] == 1200
 
 
-def test_a_decline_announces_nothing(store: SqlitePaymentStore) -> None:
+def test_a_decline_announces_nothing(store: SqlPaymentStore) -> None:
     with pytest.raises(FailedPrecondition):
         Payments(store).charge("ord_1", "usr_ann", 1200, "tok_decline")
     assert published(store) == []
 
 
-def test_a_refund_is_announced_once(store: SqlitePaymentStore) -> None:
+def test_a_refund_is_announced_once(store: SqlPaymentStore) -> None:
     payments = Payments(store)
     payment = payments.charge("ord_1", "usr_ann", 1200, "tok_visa")
     payments.refund(payment.payment_id)

@@ -14,7 +14,7 @@ from grpc import aio
 
 from services.payments.domain import Payments
 from services.payments.servicer import PaymentServicer
-from services.payments.store import SqlitePaymentStore
+from services.payments.store import SqlPaymentStore
 from services.runtime.server import Service
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
 from tests.services.conftest import Serve, error_reason, field_violations
@@ -24,7 +24,7 @@ def payments_service(path: str = ":memory:") -> Service:
     return Service(
         "shop.payments.v1.PaymentService",
         payments_pb2_grpc.add_PaymentServiceServicer_to_server,
-        PaymentServicer(Payments(SqlitePaymentStore(path))),
+        PaymentServicer(Payments(SqlPaymentStore(path))),
     )
 
 

@@ -10,9 +10,9 @@ import grpc
 import pytest
 from grpc import aio
 
+from services.runtime.database import connect
 from services.runtime.event_stream import event_stream_service
 from services.runtime.outbox import NewEvent, Outbox
-from services.runtime.sqlite import connect, transaction
 from shop.events.v1 import events_pb2, events_pb2_grpc
 from tests.services.conftest import Serve, field_violations
 
@@ -30,13 +30,13 @@ def cancelled(n: int) -> NewEvent:
 
 
 def publish(outbox: Outbox, *numbers: int) -> None:
-    with transaction(outbox.db):
+    with outbox.db.transaction():
         outbox.append(cancelled(n) for n in numbers)
 
 
 @pytest.fixture
 def outbox() -> Outbox:
-    return Outbox(connect(":memory:", ""))
+    return Outbox(connect(":memory:"))
 
 
 def test_append_outside_a_transaction_is_refused(outbox: Outbox) -> None:
@@ -45,7 +45,7 @@ def test_append_outside_a_transaction_is_refused(outbox: Outbox) -> None:
 
 
 def test_a_rolled_back_transaction_leaves_no_event(outbox: Outbox) -> None:
-    with pytest.raises(sqlite3.OperationalError), transaction(outbox.db):
+    with pytest.raises(sqlite3.OperationalError), outbox.db.transaction():
         outbox.append([cancelled(1)])
         outbox.db.execute("UPDATE no_such_table SET state = 'x'")  # the state change fails
     assert outbox.after(0, 10) == []

@@ -22,7 +22,7 @@ from services.runtime.settings import ServerSettings, SettingsError
 from services.users.domain import Users
 from services.users.servicer import UserServicer
 from services.users.settings import Settings as UserSettings
-from services.users.store import SqliteUserStore
+from services.users.store import SqlUserStore
 from shop.users.v1 import users_pb2, users_pb2_grpc
 from tests.services.users.test_servicer import users_service
 
@@ -121,7 +121,7 @@ class FlakyUserServicer(UserServicer):
     """Answers UNAVAILABLE to every other GetUser, like a pod that is restarting."""
 
     def __init__(self) -> None:
-        super().__init__(Users(SqliteUserStore(":memory:")))
+        super().__init__(Users(SqlUserStore(":memory:")))
         self.calls = 0
 
     async def GetUser(self, request: Any, ctx: Any) -> Any:

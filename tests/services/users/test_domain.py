@@ -1,4 +1,4 @@
-"""Users domain rules, against the real SQLite store in memory."""
+"""Users domain rules, against the real store on each backend (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import pytest
 
 from services.runtime.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from services.users.domain import Users
-from services.users.store import SqliteUserStore
+from services.users.store import SqlUserStore
+from tests.services.conftest import Opened
 
 
 @pytest.fixture
-def users() -> Users:
-    return Users(SqliteUserStore(":memory:"))
+def users(database: str, opened: Opened) -> Users:
+    return Users(opened(SqlUserStore(database)))
 
 
 def fields(error: InvalidArgument) -> set[str]:
@@ -77,7 +78,6 @@ def test_list_rejects_bad_paging(users: Users, size: int, token: str, bad: str) 
     assert fields(error.value) == {bad}
 
 
-def test_data_survives_reopening(tmp_path: object) -> None:
-    path = f"{tmp_path}/users.db"
-    ann = Users(SqliteUserStore(path)).create("ann@example.com", "Ann")
-    assert Users(SqliteUserStore(path)).get(ann.user_id) == ann
+def test_data_survives_reopening(database: str, opened: Opened) -> None:
+    ann = Users(opened(SqlUserStore(database))).create("ann@example.com", "Ann")
+    assert Users(opened(SqlUserStore(database))).get(ann.user_id) == ann

@@ -9,7 +9,7 @@ from grpc import aio
 from services.runtime.server import Service
 from services.users.domain import Users
 from services.users.servicer import UserServicer
-from services.users.store import SqliteUserStore
+from services.users.store import SqlUserStore
 from shop.users.v1 import users_pb2, users_pb2_grpc
 from tests.services.conftest import Serve, error_reason, field_violations
 
@@ -18,7 +18,7 @@ def users_service() -> Service:
     return Service(
         "shop.users.v1.UserService",
         users_pb2_grpc.add_UserServiceServicer_to_server,
-        UserServicer(Users(SqliteUserStore(":memory:"))),
+        UserServicer(Users(SqlUserStore(":memory:"))),
     )
 
 
