@@ -43,7 +43,7 @@ from gateway.settings import Settings as GatewaySettings
 from mesh.check import Settings
 from mesh.local.supervisor import LocalMesh
 from services.catalog.demo import DEMO_PRODUCTS
-from services.catalog.store import SqliteCatalogStore
+from services.catalog.store import SqlCatalogStore
 
 SCENARIOS = Settings().mesh_dir / "scenarios"
 FAULTS = ("payments-delay.yaml", "payments-abort.yaml", "catalog-retries.yaml")
@@ -79,7 +79,7 @@ class Shop:
 @contextmanager
 def running_shop(workdir: Path) -> Iterator[Shop]:
     """The whole local mesh, with a deep catalog and a signed-in customer."""
-    store = SqliteCatalogStore(str(workdir / "data" / "catalog.db"))
+    store = SqlCatalogStore(str(workdir / "data" / "catalog.db"))
     store.seed(DEMO_PRODUCTS)
     for product in PRODUCTS[:-1]:
         store.adjust_stock(product, EXTRA_STOCK)
