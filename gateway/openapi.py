@@ -308,7 +308,12 @@ class _Builder:
                 required.append(name)
                 schema = _non_empty(schema)
             properties[name] = schema
-        result: JSON = {"type": "object", "properties": properties}
+        # Unknown fields are ignored, but the transcoder refuses a field without a name.
+        result: JSON = {
+            "type": "object",
+            "properties": properties,
+            "propertyNames": {"minLength": 1},
+        }
         if required:
             result["required"] = required
         comment = self.contracts.comments.get(message_name, "")

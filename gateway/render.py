@@ -103,7 +103,7 @@ def _listener(settings: Settings, contracts: Contracts, document: str) -> JSON:
         path_with_escaped_slashes_action="REJECT_REQUEST",
         route_config=_route_config(settings, contracts, document),
         http_filters=_filters(settings, contracts),
-        local_reply_config={"mappers": _local_reply_mappers()},
+        local_reply_config={"mappers": _local_reply_mappers(_allowed_methods(contracts))},
         **({} if settings.tracing is None else {"tracing": settings.tracing.http_tracing(SERVICE)}),
     )
     return {
@@ -239,7 +239,9 @@ def _plain_routes(document: str) -> list[JSON]:
 
     return [
         direct("healthz", "/healthz", 200, '{"status":"SERVING"}'),
+        _method_not_allowed("/healthz", ["GET"]),
         direct("openapi", "/openapi.json", 200, document),
+        _method_not_allowed("/openapi.json", ["GET"]),
     ]
 
 
@@ -405,7 +407,15 @@ def _cors_policy(settings: Settings) -> JSON:
     )
 
 
-def _local_reply_mappers() -> list[JSON]:
+def _allowed_methods(contracts: Contracts) -> dict[str, list[str]]:
+    """Each path the gateway serves and its methods, as the 405 routes' `Allow` names them."""
+    allowed: dict[str, set[str]] = {"/healthz": {"GET"}, "/openapi.json": {"GET"}}
+    for b in policy.served(contracts.bindings):
+        allowed.setdefault(b.path, set()).add(b.verb.upper())
+    return {path: sorted(verbs) for path, verbs in allowed.items()}
+
+
+def _local_reply_mappers(allowed: dict[str, list[str]]) -> list[JSON]:
     """google.rpc.Status bodies for Envoy's own replies; the first matching mapper wins."""
 
     def status_filter(op: str, status: int) -> JSON:
@@ -424,25 +434,45 @@ def _local_reply_mappers() -> list[JSON]:
     def body(code: int, message: str) -> JSON:
         return {"json_format": {"code": code, "message": message, "details": []}}
 
+    def cel(expression: str) -> JSON:
+        return {
+            "extension_filter": {
+                "name": "envoy.access_loggers.extension_filters.cel",
+                "typed_config": _typed(
+                    "extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                    expression=expression,
+                ),
+            }
+        }
+
     def explained(details: str, status: int, message: str) -> JSON:
         # Rejections made before routing (the codec, path normalization) carry no body, only
         # their response code details: name what was wrong instead.
-        expression = f"response.code_details == '{details}'"
         return {
-            "filter": {
-                "extension_filter": {
-                    "name": "envoy.access_loggers.extension_filters.cel",
-                    "typed_config": _typed(
-                        "extensions.access_loggers.filters.cel.v3.ExpressionFilter",
-                        expression=expression,
-                    ),
-                }
-            },
+            "filter": cel(f"response.code_details == '{details}'"),
             "status_code": status,
             "body_format_override": body(policy.LOCAL_REPLY_CODES[status], message),
         }
 
+    def query_not_allowed(path: str, verbs: list[str]) -> JSON:
+        # Envoy refuses a QUERY without a content-type before routing, so the 405 routes never
+        # see it: on a known path it gets their answer.
+        methods = ", ".join(verbs)
+        return {
+            "filter": cel(
+                "response.code_details == 'query_missing_content_type'"
+                f" && request.url_path.matches(r'{path_regex(path)}')"
+            ),
+            "status_code": 405,
+            "headers_to_add": [_header("allow", methods)],
+            "body_format_override": body(
+                policy.LOCAL_REPLY_CODES[405],
+                f"method QUERY not allowed: {path} allows only {methods}",
+            ),
+        }
+
     return [
+        *(query_not_allowed(path, verbs) for path, verbs in allowed.items()),
         *(
             explained(details, status, message)
             for details, (status, message) in policy.LOCAL_REPLY_EXPLANATIONS.items()

@@ -77,6 +77,8 @@ def test_errors_are_status_json(
         ("GET", "/v1/orders/o-1:cancel", "POST"),  # not taken for GET /v1/orders/{order_id}
         ("POST", "/v1/orders/o-1:watch", "GET"),
         ("PATCH", "/v1/orders", "POST"),
+        ("TRACE", "/healthz", "GET"),
+        ("DELETE", "/openapi.json", "GET"),
         # ListUsers is in-mesh only: the gateway serves POST /v1/users and nothing else there.
         ("GET", "/v1/users", "POST"),
     ],
@@ -92,13 +94,21 @@ def test_undeclared_methods_get_405_with_allow(
     assert method in message and allow in message
 
 
-def test_query_method_is_explained(gateway: tuple[Envoy, Settings]) -> None:
-    bare = httpx.request("QUERY", f"http://{gateway[0].address}/v1/products")
-    assert bare.status_code == 400
-    assert "QUERY" in str(assert_status_body(bare, 3)["message"])
+def test_query_method_gets_405_on_known_paths_and_is_explained_elsewhere(
+    gateway: tuple[Envoy, Settings],
+) -> None:
+    """Envoy refuses a QUERY without a content-type before routing; known paths still say 405."""
+    address = gateway[0].address
+    for path, allow in (("/v1/products", "GET"), ("/healthz", "GET"), ("/v1/orders/o-1", "GET")):
+        bare = httpx.request("QUERY", f"http://{address}{path}")
+        assert (bare.status_code, bare.headers.get("allow")) == (405, allow), path
+        assert "QUERY not allowed: " in str(assert_status_body(bare, 12)["message"])
+    unknown = httpx.request("QUERY", f"http://{address}/v1/nowhere")
+    assert unknown.status_code == 400
+    assert "QUERY" in str(assert_status_body(unknown, 3)["message"])
     typed = httpx.request(
         "QUERY",
-        f"http://{gateway[0].address}/v1/products",
+        f"http://{address}/v1/products",
         headers={"content-type": "application/json"},
         content=b"{}",
     )
