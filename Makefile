@@ -58,6 +58,8 @@ breaking: descriptors ## Breaking-change gate (buf + REST bindings) against AGAI
 compat: descriptors ## All schema gates in one report (Avro modes and immutability, `breaking`) against AGAINST
 	$(PY) -m tools.compat --against $(AGAINST)
 
+DURATION ?= 120
+SOAK ?= 0
 MESH ?= on
 SCENARIO ?=
 OBSERVE ?= off
@@ -130,6 +132,10 @@ contracts: descriptors ## Pact: consumer tests, fail on uncommitted pacts, verif
 	@git diff --exit-code --stat -- contracts/pacts || { echo "contracts/pacts/ changed: review and commit the pacts" >&2; exit 1; }
 	$(BIN)/pytest -q -m pact_provider tests/contracts
 	$(MAKE) compat AGAINST=$(AGAINST)
+
+.PHONY: chaos
+chaos: descriptors kustomize catalog-go ## Chaos under load through the mesh, then the audit (DURATION=120 SOAK=0; seconds)
+	$(PY) -m bench.chaos --seconds $(DURATION) --soak $(SOAK)
 
 .PHONY: bench-events
 bench-events: descriptors ## Benchmark events through outbox, stream and feed: events/s and lag (needs Go)
