@@ -15,6 +15,10 @@ from tools.postgres import BIN_DIR, TempPostgres, available
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PACT_DO_NOT_TRACK", "true")
+    # Services default to a worker per core; system tests start many services at once on small
+    # shared machines, so they run one process each (tests/services/runtime/test_workers.py
+    # covers several).
+    os.environ.setdefault("WORKERS", "1")
     # Services record spans only when exporting; in-process tests record them all, so a test can
     # attach an in-memory exporter (configure_tracing keeps a provider that is already set).
     trace.set_tracer_provider(TracerProvider())

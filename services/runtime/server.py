@@ -1,4 +1,5 @@
-"""Server bootstrap, written once: health, reflection, interceptors, metrics, graceful stop."""
+"""Server bootstrap, written once: health, reflection, interceptors, metrics, graceful stop,
+and several worker processes on one port (`WORKERS`, see services/runtime/workers.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from services.runtime.interceptors import RequestInterceptor
 from services.runtime.settings import ServerSettings
 from services.runtime.telemetry import Metrics, configure_logging, configure_tracing
+from services.runtime.workers import supervise
 
 log = logging.getLogger("shop.server")
 
@@ -62,7 +64,9 @@ async def build_server(settings: ServerSettings, services: Sequence[Service]) ->
     if settings.telemetry:
         configure_tracing(settings.name, settings.version, settings.otlp_endpoint)
         interceptors.insert(0, aio_server_interceptor())
-    server = aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
+    # One process owns its port (a second bind fails loudly); workers share it on purpose.
+    reuseport = int(settings.worker_index is not None)
+    server = aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", reuseport)])
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     names = tuple(service.name for service in services)
@@ -94,14 +98,29 @@ async def serve(
     on_started: Callable[[], Awaitable[None]] | None = None,
     on_stopped: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully: the entry point of every service."""
+    """Run until SIGTERM or SIGINT, then stop gracefully: the entry point of every service.
+
+    With `WORKERS` above one this process only supervises that many copies of itself, which
+    serve; background jobs (`on_started`) run in the first worker only, so that one consumer
+    or relay runs per service, as with one process."""
     configure_logging(settings.name, settings.log_level)
+    if settings.workers > 1 and settings.worker_index is None:
+        code = await supervise(settings)
+        if on_stopped is not None:
+            await on_stopped()
+        if code:
+            raise SystemExit(code)
+        return
     running = await build_server(settings, services)
     log.info(
         "serving",
-        extra={"address": f"{settings.host}:{running.port}", "metrics_port": running.metrics_port},
+        extra={
+            "address": f"{settings.host}:{running.port}",
+            "metrics_port": running.metrics_port,
+            "worker": settings.worker_index,
+        },
     )
-    if on_started is not None:
+    if on_started is not None and not settings.worker_index:
         await on_started()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -30,6 +30,7 @@ class JsonFormatter(logging.Formatter):
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
             "service": self._service,
+            "pid": record.process,  # tells a service's worker processes apart
             "logger": record.name,
             "msg": record.getMessage(),
         }
