@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from services.catalog.demo import DEMO_PRODUCTS
@@ -196,3 +198,26 @@ def test_data_survives_reopening(database: str, opened: Opened) -> None:
     assert again.reserve("ord-1", [RequestedLine("sku-beans", 3)]) == held
     assert again.release("ord-1").state is ReservationState.RELEASED
     assert Catalog(opened(SqlCatalogStore(database))).get("sku-beans").stock == 10
+
+
+def test_racing_reservations_for_the_last_unit_have_one_winner(
+    database: str, opened: Opened
+) -> None:
+    # Separate connections, as replicas would have: on PostgreSQL the row lock taken by the stock
+    # read is what keeps two of them from both taking the last unit.
+    first = Catalog(opened(SqlCatalogStore(database)))
+    first.seed([BEANS, MUG, RARE])
+    catalogs = [first, *(Catalog(opened(SqlCatalogStore(database))) for _ in range(7))]
+
+    def reserve(i: int) -> str:
+        lines = [RequestedLine("sku-rare", 1), RequestedLine("sku-mug", 1)]
+        try:
+            catalogs[i].reserve(f"ord-{i}", lines if i % 2 else lines[::-1])
+        except FailedPrecondition as error:
+            return error.reason
+        return "HELD"
+
+    with ThreadPoolExecutor(len(catalogs)) as pool:
+        outcomes = list(pool.map(reserve, range(len(catalogs))))
+    assert sorted(outcomes) == ["HELD"] + ["OUT_OF_STOCK"] * (len(catalogs) - 1)
+    assert stock(first) == {"sku-beans": 10, "sku-mug": 2, "sku-rare": 0}

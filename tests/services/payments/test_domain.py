@@ -142,3 +142,12 @@ def test_data_survives_reopening(database: str, opened: Opened) -> None:
     again.refund(payment.payment_id)
     reopened = Payments(opened(SqlPaymentStore(database))).get(payment.payment_id)
     assert reopened.state is PaymentState.REFUNDED
+
+
+def test_racing_refunds_refund_once(database: str, opened: Opened) -> None:
+    stores = [opened(SqlPaymentStore(database)) for _ in range(8)]
+    payment = Payments(stores[0]).charge("key-1", "usr_ann", 4200, "tok_visa")
+    with ThreadPoolExecutor(len(stores)) as pool:
+        list(pool.map(lambda store: Payments(store).refund(payment.payment_id), stores))
+    subjects = [e.subject for e in stores[0].outbox.after(0, 100)]
+    assert subjects == ["shop.payments.PaymentCaptured", "shop.payments.PaymentRefunded"]
