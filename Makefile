@@ -101,8 +101,16 @@ kustomize: ## Install kustomize (pinned, with Go) where kubectl is not there to 
 kafka: ## Fetch the Kafka broker's jars with Maven (Java 17) into build/kafka for the Kafka transport
 	$(PY) -m tools.kafka fetch
 
+POSTGRES_BIN ?= /usr/lib/postgresql/15/bin
+
+.PHONY: postgres
+postgres: ## Install PostgreSQL 15 (Debian `postgresql`) if missing: the store tests start a throwaway server
+	@test -x $(POSTGRES_BIN)/initdb || { \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends postgresql-15; }
+
 .PHONY: test
-test: descriptors kustomize kafka catalog-go ## Run every test but the interop suites (make interop)
+test: descriptors kustomize kafka catalog-go postgres ## Run every test but the interop suites (make interop)
 	$(BIN)/pytest -m 'not interop'
 
 .PHONY: catalog-go
