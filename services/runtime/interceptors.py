@@ -1,12 +1,13 @@
-"""Server interceptors: request context, access logs and metrics, and domain-error mapping."""
+"""Server interceptors: request context, trace context, access logs and metrics, and
+domain-error mapping, in one interceptor (each interceptor costs every call)."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import logging
+import random
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from opentelemetry import trace
 from services.runtime import context
 from services.runtime.errors import DomainError
 from services.runtime.status import STATUS_DETAILS_KEY, rich_status
-from services.runtime.telemetry import Metrics
+from services.runtime.telemetry import AccessLog, Metrics, ServerTracing
 
 log = logging.getLogger("shop.access")
 
@@ -45,10 +46,19 @@ def wrap_handler(handler: Any, method: str, wrapper: Wrapper) -> Any:
 
 
 class RequestInterceptor(aio.ServerInterceptor):
-    """Sets the request context, maps domain errors to rich statuses, logs and counts each call."""
+    """Sets the request and trace context, maps domain errors to rich statuses, logs and counts
+    each call."""
 
-    def __init__(self, metrics: Metrics | None) -> None:
+    def __init__(
+        self,
+        metrics: Metrics | None,
+        *,
+        tracing: ServerTracing | None = None,
+        access_log: AccessLog | None = None,
+    ) -> None:
         self._metrics = metrics
+        self._tracing = tracing
+        self._access_log = access_log
         # Registered handlers are the same object on every call, so wrap each once.
         self._wrapped: dict[str, tuple[Any, Any]] = {}
 
@@ -73,7 +83,7 @@ class RequestInterceptor(aio.ServerInterceptor):
             async def stream(
                 request: Any, ctx: aio.ServicerContext[Any, Any]
             ) -> AsyncIterator[Any]:
-                start = self._begin(ctx)
+                start, trace_token = self._begin(ctx, method)
                 outcome = _Outcome()
                 try:
                     responses = behavior(request, ctx)
@@ -85,49 +95,59 @@ class RequestInterceptor(aio.ServerInterceptor):
                 except BaseException as error:
                     await outcome.fail(ctx, error, method)
                 finally:
-                    self._finish(method, outcome.code, start)
+                    self._finish(method, outcome.code, start, trace_token)
 
             return stream
 
         async def unary(request: Any, ctx: aio.ServicerContext[Any, Any]) -> Any:
-            start = self._begin(ctx)
+            start, trace_token = self._begin(ctx, method)
             outcome = _Outcome()
             try:
                 return await behavior(request, ctx)
             except BaseException as error:
                 await outcome.fail(ctx, error, method)
             finally:
-                self._finish(method, outcome.code, start)
+                self._finish(method, outcome.code, start, trace_token)
 
         return unary
 
-    @staticmethod
-    def _begin(ctx: aio.ServicerContext[Any, Any]) -> float:
+    def _begin(self, ctx: aio.ServicerContext[Any, Any], method: str) -> tuple[float, Any]:
         metadata = dict(ctx.invocation_metadata() or ())
-        context.request_id.set(str(metadata.get(context.REQUEST_ID_HEADER) or uuid.uuid4().hex))
+        # A correlation id, not a secret: random's bits need no system call, unlike uuid4's.
+        request_id = metadata.get(context.REQUEST_ID_HEADER) or f"{random.getrandbits(128):032x}"
+        context.request_id.set(str(request_id))
         caller = metadata.get(context.CALLER_HEADER)
         context.caller.set(str(caller) if caller else None)
         remaining = ctx.time_remaining()
         now = time.monotonic()
         context.deadline.set(None if remaining is None else now + remaining)
-        return now
+        trace_token = None if self._tracing is None else self._tracing.start(method, metadata)
+        return now, trace_token
 
-    def _finish(self, method: str, code: grpc.StatusCode, start: float) -> None:
+    def _finish(self, method: str, code: grpc.StatusCode, start: float, trace_token: Any) -> None:
         seconds = time.monotonic() - start
         if self._metrics is not None:
             self._metrics.observe(method, code.name, seconds)
         if log.isEnabledFor(logging.INFO):
             span = trace.get_current_span().get_span_context()
-            log.info(
-                "rpc",
-                extra={
-                    "rpc_method": method,
-                    "grpc_code": code.name,
-                    "duration_ms": round(seconds * 1000, 3),
-                    "request_id": context.request_id.get(),
-                    "trace_id": format(span.trace_id, "032x") if span.is_valid else "",
-                },
-            )
+            trace_id = format(span.trace_id, "032x") if span.is_valid else ""
+            request_id = context.request_id.get() or ""
+            if self._access_log is not None:
+                self._access_log.write(method, code.name, seconds, request_id, trace_id)
+            else:
+                log.info(
+                    "rpc",
+                    extra={
+                        "rpc_method": method,
+                        "grpc_code": code.name,
+                        "duration_ms": round(seconds * 1000, 3),
+                        "request_id": request_id,
+                        "trace_id": trace_id,
+                    },
+                )
+        if trace_token is not None:
+            token, span = trace_token
+            ServerTracing.finish(token, span, code.value[0], code.name)
 
 
 class _Outcome:

@@ -14,11 +14,16 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from services.runtime.interceptors import RequestInterceptor
 from services.runtime.settings import ServerSettings
-from services.runtime.telemetry import Metrics, configure_logging, configure_tracing
+from services.runtime.telemetry import (
+    AccessLog,
+    Metrics,
+    ServerTracing,
+    configure_logging,
+    configure_tracing,
+)
 from services.runtime.workers import supervise
 
 log = logging.getLogger("shop.server")
@@ -60,10 +65,12 @@ class RunningServer:
 async def build_server(settings: ServerSettings, services: Sequence[Service]) -> RunningServer:
     """Create, bind and start a grpc.aio server for `services` with the standard extras."""
     metrics = Metrics() if settings.telemetry else None
-    interceptors: list[aio.ServerInterceptor] = [RequestInterceptor(metrics)]
+    tracing = None
     if settings.telemetry:
-        configure_tracing(settings.name, settings.version, settings.otlp_endpoint)
-        interceptors.insert(0, aio_server_interceptor())
+        record = configure_tracing(settings.name, settings.version, settings.otlp_endpoint)
+        tracing = ServerTracing(record)
+    interceptor = RequestInterceptor(metrics, tracing=tracing, access_log=AccessLog(settings.name))
+    interceptors: list[aio.ServerInterceptor] = [interceptor]
     # One process owns its port (a second bind fails loudly); workers share it on purpose.
     reuseport = int(settings.worker_index is not None)
     server = aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", reuseport)])
