@@ -84,6 +84,23 @@ def _template_labels(deployment: Resource) -> Doc:
     return as_dict(as_dict(as_dict(deployment.spec.get("template")).get("metadata")).get("labels"))
 
 
+DATABASE_URL = "DATABASE_URL"
+
+
+def _string_data(secret: Resource) -> Doc:
+    return as_dict(secret.doc.get("stringData"))
+
+
+def _runs_postgres(container: Doc) -> bool:
+    """The container's image is PostgreSQL's (`postgres`, `<registry>/postgres`, any tag)."""
+    image = str(container.get("image", "")).rpartition("/")[2]
+    return image.partition("@")[0].partition(":")[0] == "postgres"
+
+
+def _tcp_name(name: str) -> bool:
+    return name == "tcp" or name.startswith("tcp-")
+
+
 # A pod annotation naming the shared gRPC services a workload serves besides `shop.<app>.*`.
 SERVES_ANNOTATION = "shop.example.com/serves"
 
@@ -95,10 +112,16 @@ def _serves(deployment: Resource) -> set[str]:
     return {name.strip() for name in declared.split(",") if name.strip()}
 
 
+def _workloads(mesh: Mesh) -> list[Resource]:
+    """Everything that runs pods from a template: the services' Deployments and the database's
+    StatefulSet."""
+    return [*mesh.of_kind("Deployment"), *mesh.of_kind("StatefulSet")]
+
+
 def _selected(mesh: Mesh, selector: Doc, namespace: str) -> list[Resource]:
     return [
         d
-        for d in mesh.of_kind("Deployment")
+        for d in _workloads(mesh)
         if d.namespace == namespace
         and all(_template_labels(d).get(k) == v for k, v in selector.items())
     ]
@@ -251,7 +274,7 @@ def selectors(mesh: Mesh, _contracts: Contracts) -> Iterator[Finding]:
         selector = as_dict(as_dict(policy.spec.get("selector")).get("matchLabels"))
         if selector and not _selected(mesh, selector, policy.namespace):
             yield policy.finding("spec.selector.matchLabels", f"{selector} selects no Deployment")
-    for deployment in mesh.of_kind("Deployment"):
+    for deployment in _workloads(mesh):
         pod = as_dict(as_dict(deployment.spec.get("template")).get("spec"))
         account = pod.get("serviceAccountName", "default")
         if mesh.get("ServiceAccount", str(account), deployment.namespace) is None:
@@ -441,6 +464,61 @@ def route_conflicts(mesh: Mesh, _contracts: Contracts) -> Iterator[Finding]:
                 )
 
 
+def secret_refs(mesh: Mesh, _contracts: Contracts) -> Iterator[Finding]:
+    """Every secretKeyRef names a Secret in the mesh that has the key, and a DATABASE_URL (it
+    carries credentials) comes from a Secret, never a literal value."""
+    for workload in _workloads(mesh):
+        for c, container in enumerate(_containers(workload)):
+            for e, env in enumerate(map(as_dict, as_list(container.get("env")))):
+                path = f"spec.template.spec.containers[{c}].env[{e}]"
+                if env.get("name") == DATABASE_URL and "value" in env:
+                    yield workload.finding(
+                        f"{path}.value", f"{DATABASE_URL} must come from a Secret (secretKeyRef)"
+                    )
+                ref = as_dict(as_dict(env.get("valueFrom")).get("secretKeyRef"))
+                if not ref or ref.get("optional") is True:
+                    continue
+                name, key = str(ref.get("name", "")), str(ref.get("key", ""))
+                secret = mesh.get("Secret", name, workload.namespace)
+                if secret is None:
+                    yield workload.finding(
+                        f"{path}.valueFrom.secretKeyRef.name", f"Secret {name!r} is not in the mesh"
+                    )
+                elif key not in {**as_dict(secret.doc.get("data")), **_string_data(secret)}:
+                    yield workload.finding(
+                        f"{path}.valueFrom.secretKeyRef.key", f"Secret {name} has no key {key!r}"
+                    )
+
+
+def database_ports(mesh: Mesh, _contracts: Contracts) -> Iterator[Finding]:
+    """PostgreSQL's ports, on its pods and on the Services in front of them, are opaque TCP to
+    Istio (`tcp`/`tcp-*`): it is server-first, so protocol sniffing stalls a client's connection
+    and a gRPC or HTTP name makes the sidecars parse it as HTTP."""
+    for workload in _workloads(mesh):
+        containers = _containers(workload)
+        if not any(_runs_postgres(c) for c in containers):
+            continue
+        for c, container in enumerate(containers):
+            for p, port in enumerate(map(as_dict, as_list(container.get("ports")))):
+                if not _tcp_name(str(port.get("name", ""))):
+                    yield workload.finding(
+                        f"spec.template.spec.containers[{c}].ports[{p}].name",
+                        f"a PostgreSQL port is named {port.get('name')!r}, not 'tcp-*'",
+                    )
+    for service in mesh.of_kind("Service"):
+        selected = _selected(mesh, as_dict(service.spec.get("selector")), service.namespace)
+        if not any(_runs_postgres(c) for w in selected for c in _containers(w)):
+            continue
+        for i, port in enumerate(_service_ports(service)):
+            name, protocol = str(port.get("name", "")), port.get("appProtocol", "tcp")
+            if not _tcp_name(name) or protocol != "tcp":
+                yield service.finding(
+                    f"spec.ports[{i}]",
+                    f"a PostgreSQL port is {name!r} (appProtocol {protocol!r}), "
+                    "not 'tcp-*' (appProtocol 'tcp')",
+                )
+
+
 RULES: tuple[Rule, ...] = (
     weights,
     hosts,
@@ -452,4 +530,6 @@ RULES: tuple[Rule, ...] = (
     baseline,
     durations,
     route_conflicts,
+    secret_refs,
+    database_ports,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ from mesh.check.contracts import load_contracts
 from mesh.check.model import Resource, compose, display, render
 from mesh.check.run import Checker, Settings
 from mesh.check.schemas import strict_schema
-from mesh.check.semantic import DURATION_FIELDS, methods, parse_duration
+from mesh.check.semantic import DURATION_FIELDS, methods, parse_duration, secret_refs
 
 SETTINGS = Settings()
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.yaml"))
@@ -182,3 +183,42 @@ def test_strict_schema_closes_objects_and_allows_null() -> None:
     assert strict["additionalProperties"] is False
     assert strict["properties"]["nullable"] == {"type": ["string", "null"]}
     assert "additionalProperties" not in strict["properties"]["open"]
+
+
+def test_database_urls_come_from_a_secret_that_has_their_key(base: list[Resource]) -> None:
+    mesh = compose(copy.deepcopy(base), SETTINGS.mesh_dir, None)
+    secret = mesh.get("Secret", "shop-database")
+    users = mesh.get("Deployment", "users")
+    assert secret is not None and users is not None
+    env = users.spec["template"]["spec"]["containers"][0]["env"]
+    (url,) = [e for e in env if e["name"] == "DATABASE_URL"]
+    assert url["valueFrom"]["secretKeyRef"] == {"name": "shop-database", "key": "users-url"}
+    assert [str(f) for f in secret_refs(mesh, load_contracts(SETTINGS.descriptor_set))] == []
+
+    del secret.doc["stringData"]["payments-url"]
+    url["valueFrom"]["secretKeyRef"]["name"] = "users-database"
+    env.append({"name": "DATABASE_URL", "value": "postgresql://shop:secret@postgres/users"})
+    found = [str(f) for f in secret_refs(mesh, load_contracts(SETTINGS.descriptor_set))]
+    at = "mesh/base/{0}.yaml: Deployment/{0}: spec.template.spec.containers[0].env"
+    assert sorted(found) == [
+        f"{at.format('payments')}[3].valueFrom.secretKeyRef.key: "
+        "Secret shop-database has no key 'payments-url'",
+        f"{at.format('users')}[3].valueFrom.secretKeyRef.name: "
+        "Secret 'users-database' is not in the mesh",
+        f"{at.format('users')}[{len(env) - 1}].value: "
+        "DATABASE_URL must come from a Secret (secretKeyRef)",
+    ]
+
+
+def test_orders_versions_share_one_database_in_the_cluster(base: list[Resource]) -> None:
+    mesh = compose(base, SETTINGS.mesh_dir, None)
+
+    def database_key(name: str) -> str:
+        deployment = mesh.get("Deployment", name)
+        assert deployment is not None
+        env = deployment.spec["template"]["spec"]["containers"][0]["env"]
+        (url,) = [e for e in env if e["name"] == "DATABASE_URL"]
+        return str(url["valueFrom"]["secretKeyRef"]["key"])
+
+    assert database_key("orders-v1") == database_key("orders-v2") == "orders-url"
+    assert mesh.get("StatefulSet", "postgres") is not None
