@@ -226,8 +226,9 @@ def test_authorization_policies_become_per_route_rbac(
     [route] = routes(payments, "inbound")
     allow = route["typed_per_filter_config"]["envoy.filters.http.rbac.allow"]["rbac"]["rules"]
     assert allow["action"] == "ALLOW"
-    # One policy per rule of payments' ALLOW policy; deny-all adds none: nothing else is allowed.
-    orders, gateway = allow["policies"].values()
+    # One policy per rule of payments' ALLOW policies (its API, its event stream); deny-all
+    # adds none: nothing else is allowed.
+    orders, gateway, notifications = allow["policies"].values()
 
     def only_principal(policy: dict[str, Any]) -> str:
         [source] = policy["principals"]
@@ -247,6 +248,9 @@ def test_authorization_policies_become_per_route_rbac(
     }
     assert only_principal(gateway) == "spiffe://cluster.local/ns/default/sa/gateway"
     assert paths(gateway) == {f"{service}/GetPayment"}
+    events = "/shop.events.v1.EventStreamService"
+    assert only_principal(notifications) == "spiffe://cluster.local/ns/default/sa/notifications"
+    assert paths(notifications) == {f"{events}/Subscribe", f"{events}/Ack"}
     deny = route["typed_per_filter_config"]["envoy.filters.http.rbac.deny"]
     assert "rbac" not in deny  # no DENY policy: that filter has no say
 
