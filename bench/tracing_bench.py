@@ -3,8 +3,8 @@ exported to Jaeger and without.
 
 GetProduct crosses the gateway, its sidecar, catalog's sidecar and catalog: with tracing on, the
 three Envoys and catalog each make a span per call and export it over OTLP to Jaeger (built into
-build/bin on first use). Every request is sampled, as the mesh's Telemetry says, which is the
-worst case. Run: `python -m bench.tracing_bench`.
+build/bin on first use). Every request is sampled by default (the mesh's Telemetry), the worst
+case; `--sampling 1` is Istio's default. Run: `python -m bench.tracing_bench`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ from mesh.local.supervisor import LocalMesh, PortPicker
 
 
 @contextmanager
-def meshed(workdir: Path, otlp_endpoint: str) -> Iterator[tuple[str, dict[str, int]]]:
-    with LocalMesh(
-        workdir, service_env={"gateway": gateway_env(workdir)}, otlp_endpoint=otlp_endpoint
-    ) as mesh:
+def meshed(
+    workdir: Path, otlp_endpoint: str, sampling: float = 100.0
+) -> Iterator[tuple[str, dict[str, int]]]:
+    # The gateway starts every trace here; the sidecars and apps follow its decision.
+    gateway = {**gateway_env(workdir), "TRACE_SAMPLING": str(sampling)}
+    with LocalMesh(workdir, service_env={"gateway": gateway}, otlp_endpoint=otlp_endpoint) as mesh:
         pids = {n: s.process.pid for n, s in mesh.sidecars.items() if s.process is not None}
         yield mesh.address("gateway"), {n: pids[n] for n in ("gateway", "catalog")}
 
@@ -57,6 +59,7 @@ def report(off: Measured, on: Measured, traces: int) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tracing_bench", description=__doc__)
     parser.add_argument("--requests", type=int, default=20000, help="requests at concurrency 16")
+    parser.add_argument("--sampling", type=float, default=100.0, help="percent of requests traced")
     args = parser.parse_args(argv)
     binary = jaeger.build(jaeger.jaeger_binary())
     with tempfile.TemporaryDirectory(prefix="tracing-bench-") as tmp:
@@ -65,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         ports = PortPicker()
         ports_of = jaeger.Ports(ports.pick(), ports.pick(), ports.pick())
         with Jaeger(Path(tmp) / "jaeger", ports_of, binary) as viewer:
-            with meshed(Path(tmp) / "on", viewer.otlp_endpoint) as (address, sidecars):
+            on_mesh = meshed(Path(tmp) / "on", viewer.otlp_endpoint, args.sampling)
+            with on_mesh as (address, sidecars):
                 on = measure(address, sidecars, args.requests)
             traces = len(viewer.query.traces("catalog", limit=100))
     print(json.dumps(report(off, on, traces), indent=2))

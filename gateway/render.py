@@ -303,6 +303,7 @@ def _grpc_routes(settings: Settings, bindings: Iterable[Binding]) -> list[JSON]:
         {
             "name": b.full_method,
             "match": {"path": b.grpc_path, "grpc": {}},
+            "decorator": {"operation": b.grpc_path},
             **_upstream(settings, b),
         }
         for b in first.values()

@@ -214,6 +214,7 @@ def observe_banner(viewer: Jaeger | None, gateway: str) -> str:
     trace_id = sample_trace(gateway)
     return "\n".join(
         [
+            "Traces (Jaeger):",
             f"  traces: {viewer.ui} (Jaeger query API {viewer.ui}/api/traces?service=gateway)",
             f"  sample trace: {viewer.ui}/trace/{trace_id}",
             f"    curl -s {viewer.ui}/api/traces/{trace_id}",
