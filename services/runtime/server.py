@@ -24,7 +24,7 @@ from services.runtime.telemetry import (
     configure_logging,
     configure_tracing,
 )
-from services.runtime.workers import supervise
+from services.runtime.workers import die_with_parent, supervise
 
 log = logging.getLogger("shop.server")
 
@@ -118,6 +118,8 @@ async def serve(
         if code:
             raise SystemExit(code)
         return
+    if settings.worker_index is not None:
+        die_with_parent()
     running = await build_server(settings, services)
     log.info(
         "serving",

@@ -16,7 +16,6 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -26,6 +25,7 @@ from services.runtime.settings import ServerSettings
 log = logging.getLogger("shop.workers")
 
 WORKER_INDEX = "WORKER_INDEX"
+PARENT_PID = "WORKERS_PARENT_PID"
 PROMETHEUS_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 _PR_SET_PDEATHSIG = 1
 # Time a worker gets beyond its own grace period before it is killed.
@@ -47,18 +47,17 @@ def reserve_port(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _die_with_parent() -> Callable[[], None]:
-    """A `preexec_fn` that makes the kernel SIGKILL the worker when the parent dies, so a
-    crashed parent never leaves workers holding the port; libc is loaded before the fork."""
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def setup() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return setup
+def die_with_parent() -> None:
+    """In a worker: have the kernel SIGKILL this process when its parent dies, so a crashed
+    parent never leaves workers holding the port. Set here, after exec, rather than between fork
+    and exec: a parent with gRPC threads (a service with client channels) must not run Python
+    in a forked child, and without a `preexec_fn` the child is spawned with vfork."""
+    parent = os.environ.get(PARENT_PID)
+    if parent is None:
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != int(parent):  # the parent died before prctl took effect
+        os._exit(1)
 
 
 async def supervise(settings: ServerSettings) -> int:
@@ -72,12 +71,11 @@ async def supervise(settings: ServerSettings) -> int:
             "PORT": str(port),
             "METRICS_PORT": "0",  # the parent serves every worker's metrics, merged
             PROMETHEUS_MULTIPROC_DIR: metrics_dir,
+            PARENT_PID: str(os.getpid()),
         }
         command = [sys.executable, *sys.orig_argv[1:]]
         workers = [
-            await asyncio.create_subprocess_exec(
-                *command, env={**env, WORKER_INDEX: str(index)}, preexec_fn=_die_with_parent()
-            )
+            await asyncio.create_subprocess_exec(*command, env={**env, WORKER_INDEX: str(index)})
             for index in range(settings.workers)
         ]
         metrics_port = None
