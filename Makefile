@@ -127,7 +127,11 @@ mesh-check: descriptors kustomize ## Validate mesh/ offline (kustomize render, k
 	$(PY) -m mesh.check
 
 .PHONY: bench
-bench: bench-services bench-events ## Run every benchmark (figures in build/bench/)
+bench: bench-report bench-events ## Run every benchmark (figures in build/bench/)
+
+.PHONY: bench-report
+bench-report: descriptors catalog-go ## One report, every hop next to bare grpc.aio and grpc-go: build/bench/report.md + PNGs (needs h2load, Go)
+	$(PY) -m bench.report --rounds 3
 
 .PHONY: bench-services
 bench-services: descriptors ## Benchmark GetProduct and PlaceOrder, telemetry on vs off (needs h2load, Go)
