@@ -364,9 +364,18 @@ class LocalMesh:
         """The port `caller`'s app reaches `host` on: its own sidecar's outbound listener."""
         return f"{HOST}:{self.plan[caller].outbound[host]}"
 
-    def served(self, name: str) -> int:
-        """Requests `name`'s inbound sidecar has completed (which version served a call)."""
-        return self.sidecars[name].counter("http.inbound.downstream_rq_completed")
+    def served(self, name: str, method: str = "") -> int:
+        """Requests `name`'s inbound sidecar has completed (which version served a call); with
+        `method` (`/package.Service/Method`), only calls of that method, by its `grpc_stats`."""
+        sidecar = self.sidecars[name]
+        if not method:
+            return sidecar.counter("http.inbound.downstream_rq_completed")
+        # cluster.inbound|<port>||.grpc.<package.Service>.<Method>.<status code>
+        infix = f".grpc.{method.strip('/').replace('/', '.')}."
+        stats = sidecar.stats("cluster.inbound|")
+        return sum(
+            int(v) for k, v in stats.items() if infix in k and k.rpartition(".")[2].isdigit()
+        )
 
     def status(self) -> str:
         """What each running sidecar routes, as Envoy reports it (not as rendered)."""

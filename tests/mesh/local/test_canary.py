@@ -1,7 +1,8 @@
 """Canary routing through the gateway and the sidecars: 90/10, a live switch to 50/50, a header.
 
 Which version served an order is read from each version's inbound sidecar: its count of
-completed requests (the local twin of Istio's istio_requests_total by destination_version).
+completed PlaceOrder calls (the local twin of Istio's istio_requests_total by
+destination_version), so that other traffic to orders, such as its event stream, does not count.
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ from tests.mesh.local.conftest import SCENARIOS, Shop
 
 pytestmark = pytest.mark.system
 ORDERS = 2000
+PLACE_ORDER = "/shop.orders.v1.OrderService/PlaceOrder"
 CONCURRENCY = 16
 
 
 def v2_share(mesh: LocalMesh, shop: Shop, count: int, **headers: str) -> float:
     """Place `count` orders through the gateway; the share that orders v2 served."""
-    before = {name: mesh.served(name) for name in ("orders-v1", "orders-v2")}
+    before = {name: mesh.served(name, PLACE_ORDER) for name in ("orders-v1", "orders-v2")}
     with ThreadPoolExecutor(CONCURRENCY) as pool:
         statuses = list(pool.map(lambda _: shop.place_order(**headers).status_code, range(count)))
     assert statuses == [200] * count
-    served = {name: mesh.served(name) - before[name] for name in before}
+    served = {name: mesh.served(name, PLACE_ORDER) - before[name] for name in before}
     assert sum(served.values()) == count, served
     return served["orders-v2"] / count
 
