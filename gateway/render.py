@@ -29,6 +29,8 @@ TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 HEADER_MUTATION = "envoy.filters.http.header_mutation"
 PROVIDER = "shop"
 REQUIREMENT = "token"
+# Streams per upstream HTTP/2 connection (see `_cluster`).
+STREAMS_PER_CONNECTION = 4
 UNARY_TIMEOUT = "15s"
 SERVICE = "gateway"  # service.name of the gateway's spans
 BODY = "%LOCAL_REPLY_BODY%"
@@ -510,7 +512,11 @@ def _cluster(name: str, address: str) -> JSON:
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _typed(
                 "extensions.upstreams.http.v3.HttpProtocolOptions",
-                explicit_http_config={"http2_protocol_options": {}},
+                # A few connections, not one: the upstream may be several worker processes
+                # sharing a port, and the kernel hands each connection to one of them.
+                explicit_http_config={
+                    "http2_protocol_options": {"max_concurrent_streams": STREAMS_PER_CONNECTION}
+                },
             )
         },
         "load_assignment": {

@@ -28,9 +28,19 @@ UNLIMITED = 4294967295
 LB_POLICIES = {"ROUND_ROBIN": "ROUND_ROBIN", "LEAST_REQUEST": "LEAST_REQUEST", "RANDOM": "RANDOM"}
 
 
+# Streams per connection to the app: an app runs several worker processes on one port and the
+# kernel gives each a connection, so the sidecar must open a few rather than multiplex all on one.
+APP_STREAMS_PER_CONNECTION = 4
+
+
 def inbound_cluster(port: int) -> JSON:
     """The app itself, as the inbound listener's upstream."""
     cluster = _cluster_shell(inbound_cluster_name(port), DEFAULT_CONNECT_TIMEOUT)
+    options = cluster["typed_extension_protocol_options"]
+    http = options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    http["explicit_http_config"]["http2_protocol_options"] = {
+        "max_concurrent_streams": APP_STREAMS_PER_CONNECTION
+    }
     cluster["load_assignment"] = _endpoints(cluster["name"], [port])
     return cluster
 
