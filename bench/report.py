@@ -391,11 +391,14 @@ def service_targets(shop: Shop, hop: str, *, direct: bool) -> list[Target]:
 
 
 @contextmanager
-def plain_shop(workdir: Path, args: argparse.Namespace) -> Iterator[tuple[Shop, str]]:
-    """The services and the gateway as plain processes (the gateway calls the apps), and a
-    second gateway with one Envoy worker; yields the shop and that gateway's address."""
+def plain_shop(workdir: Path, args: argparse.Namespace) -> Iterator[tuple[Shop, str | None]]:
+    """The services and the gateway as plain processes (the gateway calls the apps), and with
+    `--one-worker-gateway` a second gateway with one Envoy worker; yields the shop and that
+    gateway's address."""
     seed_catalog(workdir)
-    gateways = {"gateway": args.envoy_concurrency, GATEWAY_1W: 1}
+    gateways = {"gateway": args.envoy_concurrency}
+    if args.one_worker_gateway:
+        gateways[GATEWAY_1W] = 1
     ports = {name: free_port() for name in [*SERVICES, *gateways]}
     peers = {f"{name.upper()}_ADDR": f"127.0.0.1:{ports[name]}" for name in SERVICES}
     env = {
@@ -419,7 +422,8 @@ def plain_shop(workdir: Path, args: argparse.Namespace) -> Iterator[tuple[Shop, 
         startup_timeout=STARTUP_SECONDS,
     ) as stack:
         apps = {name: stack.address(name) for name in SERVICES}
-        yield customer(workdir, stack.address("gateway"), apps), stack.address(GATEWAY_1W)
+        one_worker = stack.address(GATEWAY_1W) if args.one_worker_gateway else None
+        yield customer(workdir, stack.address("gateway"), apps), one_worker
 
 
 @contextmanager
@@ -505,13 +509,11 @@ def run(args: argparse.Namespace, workdir: Path) -> list[Sample]:
         with plain_shop(workdir / "plain", args) as (shop, one_worker):
             direct = service_targets(shop, "direct", direct=True)
             rest = service_targets(shop, "gateway REST", direct=False)
-            tuning = Target(
-                "catalog GetProduct",
-                "gateway REST, 1 Envoy worker",
-                f"http://{one_worker}/v1/products/{PRODUCT}",
-            )
             paired = [t for pair in zip(direct, rest, strict=True) for t in pair]
-            rounds([*paired, tuning], args, workdir, samples)
+            if one_worker is not None:
+                url = f"http://{one_worker}/v1/products/{PRODUCT}"
+                paired.append(Target("catalog GetProduct", "gateway REST, 1 Envoy worker", url))
+            rounds(paired, args, workdir, samples)
     if 3 not in args.phases:
         return samples
     print("phase 3: through the mesh (gateway, two sidecars, mTLS)", flush=True)
@@ -752,6 +754,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--order-seconds", type=int, default=15)
     parser.add_argument(
         "--envoy-concurrency", type=int, default=0, help="gateway Envoy workers (0: per core)"
+    )
+    parser.add_argument(
+        "--one-worker-gateway",
+        action="store_true",
+        help="also measure a gateway with one Envoy worker (Envoy tuning)",
     )
     parser.add_argument(
         "--phases", type=int, nargs="+", default=[1, 2, 3], help="1 catalog, 2 gateway, 3 mesh"
