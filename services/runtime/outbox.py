@@ -26,8 +26,9 @@ from services.runtime.database import Database, Migrations
 
 MIGRATIONS = Migrations("outbox", Path(__file__).parent / "migrations" / "outbox")
 
-# Another process sharing the database (the orders canary) commits without waking our readers.
-CROSS_PROCESS_POLL_SECONDS = 0.2
+# Another process sharing the database (a second worker, the orders canary) commits without
+# waking our readers; this bounds the lag of its events. An indexed read costs ~0.1 ms.
+CROSS_PROCESS_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
