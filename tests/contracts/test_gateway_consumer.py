@@ -251,15 +251,14 @@ def test_list_notifications(new_pact: NewPact) -> None:
     pact = new_pact(CONSUMER, PROVIDER)
     (
         pact.upon_receiving("a request for a user's notifications")
-        .given("a user is signed in")
+        .given("a signed-in user's confirmed order is in their feed")
         .with_request(
             "GET",
             from_state(f"/v1/users/{USER}/notifications", "/v1/users/${userId}/notifications"),
         )
         .with_header("authorization", bearer())
         .will_respond_with(200)
-        # A new user may have none yet: the contract is the shape of each one, if any.
-        .with_body({"notifications": match.like([notification], min=0)}, "application/json")
+        .with_body({"notifications": match.like([notification], min=1)}, "application/json")
     )
     with pact.serve() as server, ShopClient(str(server.url), TOKEN) as client:
         page = client.list_notifications(USER)

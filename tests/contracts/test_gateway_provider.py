@@ -4,6 +4,7 @@ real services, with provider states set up through the services' own gRPC APIs."
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from contracts.pact.verify import verify_http
 from gateway import auth
 from gateway.settings import Settings
 from mesh.local.stack import LocalStack
+from shop.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
 from shop.users.v1 import users_pb2, users_pb2_grpc
 from tests.gateway.conftest import running_gateway
@@ -62,12 +64,25 @@ class ShopStates:
         assert reply.order.status == orders_pb2.ORDER_STATUS_CONFIRMED, reply
         return {**values, "orderId": reply.order.order_id}
 
+    def order_in_feed(self, params: Mapping[str, Any]) -> dict[str, str]:
+        """A confirmed order whose events (placed, captured, confirmed) reached the feed."""
+        values = self.confirmed_order(params)
+        request = notifications_pb2.ListNotificationsRequest(user_id=values["userId"])
+        deadline = time.monotonic() + 20
+        with self._channel("notifications") as channel:
+            stub = notifications_pb2_grpc.NotificationServiceStub(channel)
+            while len(stub.ListNotifications(request, timeout=5).notifications) < 3:
+                assert time.monotonic() < deadline, "the order's events never reached the feed"
+                time.sleep(0.1)
+        return values
+
     def server(self) -> ProviderHooks:
         return ProviderHooks(
             {
                 "the demo catalog is loaded": lambda params: None,  # catalog seeds it on start
                 "a user is signed in": self.signed_in_user,
                 "a signed-in user has a confirmed order": self.confirmed_order,
+                "a signed-in user's confirmed order is in their feed": self.order_in_feed,
             }
         )
 
