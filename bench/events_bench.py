@@ -73,11 +73,6 @@ def place_orders(args: argparse.Namespace, running: LocalStack, user_id: str, n:
     return loadgen.ghz(running.address("orders"), PLACE_ORDER, data, **load)
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 def one_round(args: argparse.Namespace, live: bool) -> dict[str, Any]:
     with stack(SERVICES, telemetry=True, log_level=args.log_level) as running:
         with grpc.insecure_channel(running.address("users")) as channel:
@@ -95,7 +90,7 @@ def one_round(args: argparse.Namespace, live: bool) -> dict[str, Any]:
             running.start("notifications")
         events = committed(running, start)
         feed = wait_applied(running, set(events), args.timeout)
-    lags = [(feed[e] - t) * 1000 for e, t in events.items()]
+    lags = sorted((feed[e] - t) * 1000 for e, t in events.items())
     first = min(events.values()) if live else min(feed[e] for e in events)
     seconds = max(feed[e] for e in events) - first
     return {
@@ -104,8 +99,8 @@ def one_round(args: argparse.Namespace, live: bool) -> dict[str, Any]:
         "orders_per_s": orders.rps,
         "events": len(events),
         "events_per_s": round(len(events) / seconds, 1),
-        "lag_p50_ms": round(percentile(lags, 0.50), 2) if live else None,
-        "lag_p99_ms": round(percentile(lags, 0.99), 2) if live else None,
+        "lag_p50_ms": round(loadgen.percentile(lags, 0.50), 2) if live else None,
+        "lag_p99_ms": round(loadgen.percentile(lags, 0.99), 2) if live else None,
     }
 
 

@@ -72,7 +72,8 @@ def grpc_frame(message: Message) -> bytes:
     return b"\0" + struct.pack(">I", len(body)) + body
 
 
-def _percentile(sorted_values: list[float], fraction: float) -> float:
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of already sorted values."""
     index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
     return sorted_values[index]
 
@@ -131,8 +132,8 @@ def h2load(
         requests=requests,
         seconds=round(seconds, 3),
         rps=round(float(finished[3]), 1),
-        p50_ms=round(_percentile(latencies, 0.50), 3),
-        p99_ms=round(_percentile(latencies, 0.99), 3),
+        p50_ms=round(percentile(latencies, 0.50), 3),
+        p99_ms=round(percentile(latencies, 0.99), 3),
     )
 
 

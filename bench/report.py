@@ -146,16 +146,12 @@ def h2load_calls(target: Target, args: argparse.Namespace, workdir: Path, calls:
         target.variant,
         target.hop,
         rps=float(finished[3]),
-        p50_ms=_percentile(latencies, 0.50),
-        p99_ms=_percentile(latencies, 0.99),
+        p50_ms=round(loadgen.percentile(latencies, 0.50), 3),
+        p99_ms=round(loadgen.percentile(latencies, 0.99), 3),
         requests=calls,
         loadavg=round(loadavg, 2),
         latencies_ms=latencies,
     )
-
-
-def _percentile(values: Sequence[float], fraction: float) -> float:
-    return round(values[min(len(values) - 1, int(fraction * len(values)))], 3)
 
 
 def wait_for_grpc(address: str, call: Callable[[grpc.Channel], Message]) -> Message:

@@ -7,7 +7,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 from types import TracebackType
 
 import psycopg
+
+from mesh.local.stack import free_port
 
 BIN_DIR = Path(os.environ.get("POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
 HOST = "127.0.0.1"
@@ -72,7 +73,7 @@ class TempPostgres:
             capture_output=True,
             timeout=self.timeout,
         )
-        self.port = self.port or _free_port()
+        self.port = self.port or free_port()
         settings = [f"listen_addresses={HOST}", f"port={self.port}"]
         settings.append(f"unix_socket_directories={self.workdir}")
         with (self.workdir / "server.log").open("wb") as log:
@@ -133,9 +134,3 @@ class TempPostgres:
                 self._process.kill()
                 self._process.wait()
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])

@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
 from pathlib import Path
 from types import TracebackType
 from typing import IO
+
+from mesh.local.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 POM = Path(__file__).resolve().parent / "pom.xml"
@@ -67,12 +68,6 @@ def fetch(timeout: float = 600) -> Path:
     return LIBS
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
@@ -82,8 +77,8 @@ class KafkaBroker:
 
     def __init__(self, workdir: Path, port: int = 0) -> None:
         self.workdir = workdir
-        self.port = port or _free_port()
-        self.controller_port = _free_port()
+        self.port = port or free_port()
+        self.controller_port = free_port()
         self.log_path = workdir / "kafka.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
