@@ -69,8 +69,6 @@ class Outbox:
         assert self.db.in_transaction, "outbox events must join the state change's transaction"
         headers: dict[str, str] = {}
         propagate.inject(headers)  # the current trace continues in the consumers
-        # Held until commit (a no-op on SQLite): offsets are taken and committed in turn.
-        self.db.lock_until_commit("shop.outbox")
         rows = [
             (
                 self.new_id(),
@@ -82,14 +80,17 @@ class Outbox:
             )
             for event in events
         ]
+        if not rows:
+            return  # a change that announces nothing takes no lock
+        # Held until commit (a no-op on SQLite): offsets are taken and committed in turn.
+        self.db.lock_until_commit("shop.outbox")
         self.db.executemany(
             "INSERT INTO outbox (event_id, subject, key, payload, headers, create_time)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             rows,
         )
-        if rows:
-            # Readers run on this thread's event loop, so they wake after the commit.
-            self.wake()
+        # Readers run on this thread's event loop, so they wake after the commit.
+        self.wake()
 
     def after(self, offset: int, limit: int, subjects: Sequence[str] = ()) -> list[StoredEvent]:
         """Events with an offset above `offset`, oldest first, at most `limit`."""
