@@ -15,7 +15,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from services.runtime.interceptors import RequestInterceptor
+from services.runtime.interceptors import (
+    AccessLogging,
+    CallMetrics,
+    Piece,
+    RequestContext,
+    RequestInterceptor,
+    TraceContext,
+)
 from services.runtime.settings import ServerSettings
 from services.runtime.telemetry import (
     AccessLog,
@@ -65,12 +72,16 @@ class RunningServer:
 async def build_server(settings: ServerSettings, services: Sequence[Service]) -> RunningServer:
     """Create, bind and start a grpc.aio server for `services` with the standard extras."""
     metrics = Metrics() if settings.telemetry else None
-    tracing = None
+    # Pieces begin in this order and end in the reverse one, like nested interceptors: the access
+    # log is written while the call's request id and trace are still current.
+    pieces: list[Piece] = [RequestContext()]
     if settings.telemetry:
         record = configure_tracing(settings.name, settings.version, settings.otlp_endpoint)
-        tracing = ServerTracing(record)
-    interceptor = RequestInterceptor(metrics, tracing=tracing, access_log=AccessLog(settings.name))
-    interceptors: list[aio.ServerInterceptor] = [interceptor]
+        pieces.append(TraceContext(ServerTracing(record)))
+    pieces.append(AccessLogging(AccessLog(settings.name)))
+    if metrics is not None:
+        pieces.append(CallMetrics(metrics))
+    interceptors: list[aio.ServerInterceptor] = [RequestInterceptor(pieces)]
     # One process owns its port (a second bind fails loudly); workers share it on purpose.
     reuseport = int(settings.worker_index is not None)
     server = aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", reuseport)])
