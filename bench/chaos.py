@@ -200,7 +200,7 @@ def descendants(pid: int) -> list[int]:
 def crash_app(mesh: LocalMesh, name: str) -> None:
     """SIGKILL an app and whatever it started (the gateway's Envoy), then start it again."""
     assert mesh.stack is not None
-    process = mesh.stack.workloads[name].process
+    process = mesh.stack.workloads[name].child.process
     if process is not None:
         for pid in [*descendants(process.pid), process.pid]:
             with suppress(ProcessLookupError):
@@ -321,7 +321,7 @@ def sample(mesh: LocalMesh) -> dict[str, tuple[int, int]]:
     """RSS (KiB) and open files of every app and sidecar process."""
     assert mesh.stack is not None
     pids = {f"{n} sidecar": s.process.pid for n, s in mesh.sidecars.items() if s.process}
-    pids |= {n: w.process.pid for n, w in mesh.stack.workloads.items() if w.process}
+    pids |= {n: w.child.process.pid for n, w in mesh.stack.workloads.items() if w.child.process}
     found = {}
     for name, pid in pids.items():
         try:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from gateway import auth, contracts, render
+from contracts import descriptors
+from gateway import auth, render
 from gateway.envoy import Envoy
 from gateway.settings import Settings
 from mesh.local.stack import LocalStack
@@ -103,7 +104,7 @@ def main() -> int:
             )
             auth.ensure_dev_key(settings)
             config = render.write(
-                settings, contracts.load(settings.descriptor_set), workdir / "envoy.json"
+                settings, descriptors.load(settings.descriptor_set), workdir / "envoy.json"
             )
             with Envoy(settings, config) as envoy:
                 rest_url = f"http://{envoy.address}/v1/products/{PRODUCT}"

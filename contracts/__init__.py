@@ -1,1 +1,2 @@
-"""The contracts' Python side: Avro schemas and their codec, compatibility gates, pact glue."""
+"""The contracts' Python side: the descriptor-set reader, Avro schemas and their codec,
+compatibility gates, pact glue."""

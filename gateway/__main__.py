@@ -9,7 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway import auth, contracts, openapi, render
+from contracts import descriptors
+from gateway import auth, openapi, render
 from gateway.envoy import Envoy
 from gateway.settings import ROOT, Settings
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "token":
         print(auth.mint_token(settings, args.user, args.ttl))
         return 0
-    shop = contracts.load(settings.descriptor_set)
+    shop = descriptors.load(settings.descriptor_set)
     if args.command == "openapi":
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(openapi.document(shop), indent=2) + "\n")

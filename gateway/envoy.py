@@ -8,7 +8,7 @@ from pathlib import Path
 from types import TracebackType
 
 from gateway.settings import Settings
-from mesh.envoy import EnvoyProcess
+from runner.envoy import EnvoyProcess
 
 
 class Envoy:

@@ -11,8 +11,8 @@ from typing import Any
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 
+from contracts.descriptors import Binding, Contracts, field_behaviors, field_rules
 from gateway import policy
-from gateway.contracts import Binding, Contracts, field_behaviors, field_rules
 from shop.api.v1 import field_rules_pb2
 
 JSON = dict[str, Any]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from gateway.contracts import Binding
+from contracts.descriptors import Binding
 from services.runtime.context import CALLER_HEADER, REQUEST_ID_HEADER
 
 # Methods anyone may call without a token. Every other bound method needs one: a new RPC is

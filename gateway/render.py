@@ -14,10 +14,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from contracts.descriptors import Binding, Contracts
 from gateway import auth, openapi, policy
-from gateway.contracts import Binding, Contracts
 from gateway.settings import RateLimit, Settings
-from mesh import otel
+from runner import envoy_tracing
 
 JSON = dict[str, Any]
 TYPES = "type.googleapis.com/envoy."
@@ -48,7 +48,7 @@ def bootstrap(settings: Settings, contracts: Contracts) -> JSON:
         clusters.append(settings.tracing.cluster())
     return {
         "admin": {"address": _socket("127.0.0.1", settings.admin_port)},
-        "layered_runtime": otel.RUNTIME,
+        "layered_runtime": envoy_tracing.RUNTIME,
         "static_resources": {
             "listeners": [_listener(settings, contracts, document)],
             "clusters": clusters,

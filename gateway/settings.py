@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mesh.envoy import envoy_binary
-from mesh.otel import Tracing, TracingError
+from runner.envoy import envoy_binary
+from runner.envoy_tracing import Tracing, TracingError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_DIR = ROOT / "var" / "gateway"

@@ -22,7 +22,7 @@ from pathlib import Path
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 
-from gateway.contracts import http_rules, verb_and_path
+from contracts.descriptors import http_rules, verb_and_path
 from tools.protos import PROTO_ROOT, ROOT, build_descriptor_set, contract_files, tool
 
 MODULE = "proto"  # the module directory inside a workspace, as in buf.yaml

@@ -18,6 +18,7 @@ from types import TracebackType
 import psycopg
 
 from mesh.local.stack import free_port
+from runner.child import Child
 
 BIN_DIR = Path(os.environ.get("POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
 HOST = "127.0.0.1"
@@ -40,7 +41,7 @@ class TempPostgres:
     timeout: float = 60.0
     port: int = 0
     workdir: Path = field(init=False)
-    _process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    _server: Child | None = field(default=None, init=False)
     _names: count[int] = field(default_factory=count, init=False)
 
     def __enter__(self) -> TempPostgres:
@@ -76,22 +77,22 @@ class TempPostgres:
         self.port = self.port or free_port()
         settings = [f"listen_addresses={HOST}", f"port={self.port}"]
         settings.append(f"unix_socket_directories={self.workdir}")
-        with (self.workdir / "server.log").open("wb") as log:
-            self._process = subprocess.Popen(
-                [str(BIN_DIR / "postgres"), "-D", str(data)]
-                + [arg for s in (*settings, *FAST) for arg in ("-c", s)],
-                user=user,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a Ctrl-C in the terminal reaches us, not the server
-            )
+        self._server = Child(
+            [str(BIN_DIR / "postgres"), "-D", str(data)]
+            + [arg for s in (*settings, *FAST) for arg in ("-c", s)],
+            self.workdir / "server.log",
+            user=user,
+            own_session=True,  # a Ctrl-C in the terminal reaches us, not the server
+            stop_signal=signal.SIGINT,  # "fast" shutdown: clients are cut off
+        )
+        self._server.start()
         deadline = time.monotonic() + self.timeout
         while True:
             try:
                 psycopg.connect(self.url("postgres"), connect_timeout=2).close()
                 return
             except psycopg.OperationalError as error:
-                if self._process.poll() is not None or time.monotonic() > deadline:
+                if not self._server.running or time.monotonic() > deadline:
                     raise PostgresUnavailable(
                         f"postgres did not start:\n{self.log_tail()}"
                     ) from error
@@ -116,9 +117,7 @@ class TempPostgres:
         return f"{self.url(database)}?options=-csearch_path%3D{name}"
 
     def log_tail(self, lines: int = 20) -> str:
-        log = self.workdir / "server.log"
-        text = log.read_text(errors="replace") if log.exists() else "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return "(no log)" if self._server is None else self._server.log_tail(lines)
 
     def __exit__(
         self,
@@ -126,11 +125,6 @@ class TempPostgres:
         value: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGINT)  # "fast" shutdown: clients are cut off
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        if self._server is not None:
+            self._server.stop(grace=10)
         shutil.rmtree(self.workdir, ignore_errors=True)

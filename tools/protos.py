@@ -17,7 +17,7 @@ from pathlib import Path
 import google.api
 from google.protobuf import descriptor_pb2
 
-from gateway.contracts import add_error_types
+from contracts.descriptors import add_error_types
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from google.protobuf import descriptor_pb2
 
-from gateway.contracts import http_rules
+from contracts.descriptors import http_rules
 from mesh.check.model import Finding, MeshError
 
 

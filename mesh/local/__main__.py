@@ -26,11 +26,11 @@ from pathlib import Path
 import grpc
 
 from mesh.check import MeshError, Settings
-from mesh.envoy import EnvoyError
 from mesh.local import jaeger, red
 from mesh.local.jaeger import Jaeger, JaegerError
 from mesh.local.stack import DEFAULT_PORTS, HOST, LocalStack, StackError
 from mesh.local.supervisor import ApplyError, LocalMesh, PortPicker
+from runner.envoy import EnvoyError
 from shop.users.v1 import users_pb2, users_pb2_grpc
 
 DEMO_EMAIL = "demo@shop.example"

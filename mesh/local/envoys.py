@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mesh.envoy import EnvoyProcess
 from mesh.local.sidecar import Rendered
 from mesh.local.xds import JSON
+from runner.envoy import EnvoyProcess
 
 APPLY_TIMEOUT = 10.0
 # Subscriptions whose version_text tells that a file was taken: LDS, CDS and each RDS config.

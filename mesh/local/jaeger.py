@@ -19,9 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import yaml
+
+from runner.child import Child
 
 ROOT = Path(__file__).resolve().parents[2]
 # tools/jaeger/go.mod pins the version: `go install ...@version` refuses Jaeger's module, whose
@@ -211,9 +213,13 @@ class Jaeger:
         self.directory = directory
         self.ports = ports
         self.binary = binary or jaeger_binary()
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-        self.log_path = directory / "jaeger.log"
+        config_path = directory / "jaeger.yaml"
+        # Ctrl-C reaches the supervisor, which stops Jaeger in order.
+        self.child = Child(
+            [str(self.binary), "--config", str(config_path)],
+            directory / "jaeger.log",
+            own_session=True,
+        )
         self.query = JaegerQuery(self.ui)
 
     @property
@@ -246,43 +252,25 @@ class Jaeger:
         if not self.binary.exists():
             raise JaegerError(f"{self.binary} is missing: build it with `make observe-build`")
         self.directory.mkdir(parents=True, exist_ok=True)
-        config_path = self.directory / "jaeger.yaml"
-        config_path.write_text(yaml.safe_dump(config(self.ports), sort_keys=False))
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [str(self.binary), "--config", str(config_path)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches the supervisor, which stops us in order
+        (self.directory / "jaeger.yaml").write_text(
+            yaml.safe_dump(config(self.ports), sort_keys=False)
         )
+        self.child.start()
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                raise JaegerError(f"Jaeger exited:\n{self.log_tail()}")
+            if not self.child.running:
+                raise JaegerError(f"Jaeger exited:\n{self.child.log_tail()}")
             try:
                 self.query.services()
                 return
             except (OSError, JaegerError):
                 time.sleep(0.1)
-        raise JaegerError(f"Jaeger not ready after {timeout}s:\n{self.log_tail()}")
+        raise JaegerError(f"Jaeger not ready after {timeout}s:\n{self.child.log_tail()}")
 
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.child.running
 
     def stop(self, grace: float = 5.0) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def log_tail(self, lines: int = 20) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        self.child.stop(grace)

@@ -22,7 +22,7 @@ from mesh.local.stack import HOST
 from mesh.local.telemetry import trace_policy
 from mesh.local.workloads import Ports, Workload, workloads
 from mesh.local.xds import JSON, discovery_response, file_source, socket_address, typed
-from mesh.otel import RUNTIME, Tracing
+from runner.envoy_tracing import RUNTIME, Tracing
 
 XDS_FILES = {"lds": "lds.json", "cds": "cds.json"}
 

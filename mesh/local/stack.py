@@ -8,18 +8,18 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from runner.child import Child
 
 HOST = "127.0.0.1"
 
@@ -50,17 +50,22 @@ def free_port() -> int:
 class Workload:
     name: str
     port: int
-    env: dict[str, str]
-    log_path: Path
-    module: str = ""
-    command: tuple[str, ...] = ()  # what runs instead of `python -m module` (a Go service)
+    child: Child
     http_health: str | None = None  # an HTTP path answering 200 when ready; else gRPC health
-    process: subprocess.Popen[bytes] | None = None
-    log_file: IO[bytes] | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
         return f"{HOST}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.child.log_path
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The settings it starts with; a change takes effect at its next start."""
+        assert self.child.env is not None
+        return self.child.env
 
 
 class StackError(RuntimeError):
@@ -103,13 +108,12 @@ class LocalStack:
             for peer in PEERS.get(name, ()):
                 if peer in chosen:
                     workload_env.setdefault(f"{peer.upper()}_ADDR", f"{HOST}:{chosen[peer]}")
+            module = (modules or {}).get(name, f"services.{name}")
+            command = list((commands or {}).get(name, ())) or [sys.executable, "-m", module]
             self.workloads[name] = Workload(
                 name,
                 chosen[name],
-                workload_env,
-                workdir / "logs" / f"{name}.log",
-                module=(modules or {}).get(name, f"services.{name}"),
-                command=tuple((commands or {}).get(name, ())),
+                Child(command, workdir / "logs" / f"{name}.log", env=workload_env),
                 http_health=(http_health or {}).get(name),
             )
 
@@ -136,17 +140,7 @@ class LocalStack:
         self.stop_all()
 
     def start(self, name: str, *, wait: bool = True) -> None:
-        workload = self.workloads[name]
-        workload.log_path.parent.mkdir(parents=True, exist_ok=True)
-        # Each run's log starts empty (`make up` follows it from the top); a restart within the
-        # run appends, so a crash and its recovery read as one story.
-        workload.log_file = workload.log_path.open("wb" if workload.log_file is None else "ab")
-        workload.process = subprocess.Popen(
-            list(workload.command) or [sys.executable, "-m", workload.module],
-            env=workload.env,
-            stdout=workload.log_file,
-            stderr=subprocess.STDOUT,
-        )
+        self.workloads[name].child.start()
         if wait:
             self.wait_serving(name)
 
@@ -183,43 +177,23 @@ class LocalStack:
 
     def exited(self) -> list[str]:
         """Names of workloads whose process is not running."""
-        return [
-            name
-            for name, workload in self.workloads.items()
-            if workload.process is None or workload.process.poll() is not None
-        ]
+        return [name for name, workload in self.workloads.items() if not workload.child.running]
 
     def _check_alive(self, name: str) -> None:
-        process = self.workloads[name].process
-        if process is not None and process.poll() is not None:
-            raise StackError(f"{name} exited with {process.returncode}:\n{self.log_tail(name)}")
+        child = self.workloads[name].child
+        if child.process is not None and not child.running:
+            raise StackError(f"{name} exited with {child.returncode}:\n{self.log_tail(name)}")
 
     def signal(self, name: str, signum: signal.Signals) -> None:
-        process = self.workloads[name].process
-        if process is not None and process.poll() is None:
-            process.send_signal(signum)
+        self.workloads[name].child.signal(signum)
 
     def stop(self, name: str, *, grace: float = 10.0) -> int | None:
         """SIGTERM the workload and wait for it (SIGKILL after `grace`); returns its exit code."""
-        workload = self.workloads[name]
-        process = workload.process
-        if process is None:
-            return None
-        self.signal(name, signal.SIGTERM)
-        try:
-            code = process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            code = process.wait()
-        if workload.log_file is not None:
-            workload.log_file.close()
-        workload.process = None
-        return code
+        return self.workloads[name].child.stop(grace)
 
     def kill(self, name: str) -> None:
         """SIGKILL the workload, as a crash would."""
-        self.signal(name, signal.SIGKILL)
-        self.stop(name)
+        self.workloads[name].child.kill()
 
     def stop_all(self) -> None:
         for name in reversed(list(self.workloads)):
@@ -228,7 +202,4 @@ class LocalStack:
             self.stop(name)
 
     def log_tail(self, name: str, lines: int = 30) -> str:
-        path = self.workloads[name].log_path
-        if not path.exists():
-            return "(no log)"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return self.workloads[name].child.log_tail(lines)

@@ -20,7 +20,6 @@ from typing import Any
 
 from mesh.check import Mesh, Settings, load_checked
 from mesh.check.model import display
-from mesh.envoy import EnvoyError, envoy_binary
 from mesh.local.authorization import INBOUND_ROUTES
 from mesh.local.ca import Identity, LocalCA
 from mesh.local.envoys import Sidecar
@@ -28,6 +27,7 @@ from mesh.local.sidecar import Rendered, bootstrap, render
 from mesh.local.stack import HOST, LocalStack, StackError
 from mesh.local.telemetry import trace_policy
 from mesh.local.workloads import Ports, Workload, workloads
+from runner.envoy import EnvoyError, envoy_binary
 
 STATE_FILE = "mesh/state.json"
 # Where `make` builds the programs of workloads that are not Python (the Go catalog).

@@ -13,7 +13,7 @@ from mesh.check.model import Mesh, Resource, as_dict, as_list
 from mesh.check.semantic import ISTIO_ROOT_NAMESPACE
 from mesh.local.fields import allow_only, error
 from mesh.local.workloads import Workload
-from mesh.otel import Tracing
+from runner.envoy_tracing import Tracing
 
 # Istio's sampling when nothing sets randomSamplingPercentage (meshConfig's default).
 ISTIO_DEFAULT_SAMPLING = 1.0

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import auth, contracts, render
+from contracts import descriptors
+from gateway import auth, render
 from gateway.envoy import Envoy
 from gateway.settings import DEFAULT_UPSTREAMS, Settings
 from mesh.local.stack import free_port
@@ -38,7 +39,7 @@ def running_gateway(
 ) -> Iterator[tuple[Envoy, Settings]]:
     settings = gateway_settings(workdir, env)
     auth.ensure_dev_key(settings)
-    shop = contracts.load(descriptor_set or settings.descriptor_set)
+    shop = descriptors.load(descriptor_set or settings.descriptor_set)
     config = render.write(settings, shop, workdir / "envoy.json")
     with Envoy(settings, config) as envoy:
         yield envoy, settings

@@ -9,7 +9,8 @@ import httpx
 import jwt
 import pytest
 
-from gateway import auth, contracts, openapi
+from contracts import descriptors
+from gateway import auth, openapi
 from gateway.envoy import Envoy
 from gateway.settings import ROOT, Settings
 from tests.gateway.conftest import running_gateway
@@ -43,7 +44,7 @@ def test_openapi_document_is_served(gateway: tuple[Envoy, Settings]) -> None:
     response = get(envoy, "/openapi.json")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == openapi.document(contracts.load(settings.descriptor_set))
+    assert response.json() == openapi.document(descriptors.load(settings.descriptor_set))
 
 
 @pytest.mark.parametrize(

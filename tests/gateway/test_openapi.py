@@ -8,17 +8,18 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
-from gateway import contracts, openapi, policy
+from contracts import descriptors
+from gateway import openapi, policy
 from gateway.settings import Settings
 
 
 @pytest.fixture(scope="module")
-def shop() -> contracts.Contracts:
-    return contracts.load(Settings().descriptor_set)
+def shop() -> descriptors.Contracts:
+    return descriptors.load(Settings().descriptor_set)
 
 
 @pytest.fixture(scope="module")
-def document(shop: contracts.Contracts) -> dict[str, Any]:
+def document(shop: descriptors.Contracts) -> dict[str, Any]:
     return openapi.document(shop)
 
 
@@ -31,7 +32,9 @@ def test_document_is_valid_openapi_31(document: dict[str, Any]) -> None:
     assert document["openapi"] == "3.1.0"
 
 
-def test_every_binding_is_an_operation(shop: contracts.Contracts, document: dict[str, Any]) -> None:
+def test_every_binding_is_an_operation(
+    shop: descriptors.Contracts, document: dict[str, Any]
+) -> None:
     operations = {
         (verb, path): operation["operationId"]
         for path, item in document["paths"].items()
@@ -142,7 +145,7 @@ def test_errors_are_google_rpc_status(document: dict[str, Any]) -> None:
 
 
 def test_security_follows_the_edge_policy(
-    shop: contracts.Contracts, document: dict[str, Any]
+    shop: descriptors.Contracts, document: dict[str, Any]
 ) -> None:
     for binding in policy.served(shop.bindings):
         operation = document["paths"][binding.path][binding.verb]

@@ -13,19 +13,20 @@ import httpx
 import pytest
 from google.protobuf import descriptor_pb2
 
-from gateway import auth, contracts, openapi, policy, render
+from contracts import descriptors
+from gateway import auth, openapi, policy, render
 from gateway.settings import ROOT, Settings, SettingsError
 from tests.gateway.conftest import gateway_settings, running_gateway
 from tools.protos import build_descriptor_set
 
 
 @pytest.fixture(scope="module")
-def shop() -> contracts.Contracts:
-    return contracts.load(Settings().descriptor_set)
+def shop() -> descriptors.Contracts:
+    return descriptors.load(Settings().descriptor_set)
 
 
 @pytest.fixture
-def config(tmp_path: Path, shop: contracts.Contracts) -> dict[str, Any]:
+def config(tmp_path: Path, shop: descriptors.Contracts) -> dict[str, Any]:
     settings = gateway_settings(tmp_path)
     auth.ensure_dev_key(settings)
     return render.bootstrap(settings, shop)
@@ -61,7 +62,7 @@ def test_path_regex(template: str, matches: list[str], misses: list[str]) -> Non
 
 
 def test_every_served_binding_has_a_rest_route_and_a_grpc_route(
-    shop: contracts.Contracts, config: dict[str, Any]
+    shop: descriptors.Contracts, config: dict[str, Any]
 ) -> None:
     names = {route["name"] for route in routes(config)}
     for binding in shop.bindings:
@@ -101,7 +102,7 @@ def test_identity_comes_only_from_the_token(config: dict[str, Any]) -> None:
 
 
 def test_transcoder_knows_every_service_and_the_error_details(
-    shop: contracts.Contracts, config: dict[str, Any]
+    shop: descriptors.Contracts, config: dict[str, Any]
 ) -> None:
     transcoder = filter_config(config, render.TRANSCODER)
     assert transcoder["services"] == list(shop.services)
@@ -120,7 +121,7 @@ def test_admin_binds_loopback_only(config: dict[str, Any]) -> None:
     assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
 
 
-def test_missing_upstream_names_its_variable(tmp_path: Path, shop: contracts.Contracts) -> None:
+def test_missing_upstream_names_its_variable(tmp_path: Path, shop: descriptors.Contracts) -> None:
     settings = gateway_settings(tmp_path)
     auth.ensure_dev_key(settings)
     partial = Settings(
@@ -162,7 +163,7 @@ def scratch_descriptor_set(workspace: Path) -> Path:
 
 @pytest.mark.system
 def test_a_new_bound_rpc_is_reachable_with_no_other_change(tmp_path: Path) -> None:
-    scratch = contracts.load(scratch_descriptor_set(tmp_path / "contracts"))
+    scratch = descriptors.load(scratch_descriptor_set(tmp_path / "contracts"))
     paths = openapi.document(scratch)["paths"]
     assert paths["/v1/products:count"]["get"]["operationId"].endswith("CountProducts")
 
@@ -184,7 +185,7 @@ def test_a_new_bound_rpc_is_reachable_with_no_other_change(tmp_path: Path) -> No
 
 
 @pytest.mark.system
-def test_envoy_validates_the_rendered_config(tmp_path: Path, shop: contracts.Contracts) -> None:
+def test_envoy_validates_the_rendered_config(tmp_path: Path, shop: descriptors.Contracts) -> None:
     settings = gateway_settings(tmp_path)
     auth.ensure_dev_key(settings)
     path = render.write(settings, shop, tmp_path / "envoy.json")

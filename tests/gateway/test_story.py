@@ -14,8 +14,9 @@ import httpx
 import pytest
 from google.protobuf import descriptor_pool, message_factory
 
-from gateway import auth, contracts, policy
-from gateway.contracts import Binding
+from contracts import descriptors
+from contracts.descriptors import Binding
+from gateway import auth, policy
 from gateway.envoy import Envoy
 from gateway.settings import Settings
 from mesh.local.stack import LocalStack
@@ -335,7 +336,7 @@ def test_service_down_is_503(shop: Shop) -> None:
     assert shop.client.get("/v1/products").status_code == 200
 
 
-def _isolation_targets(shop: Shop) -> tuple[contracts.Contracts, dict[str, str], list[str]]:
+def _isolation_targets(shop: Shop) -> tuple[descriptors.Contracts, dict[str, str], list[str]]:
     """Ada's resource ids by field name, and strings that must never reach another user."""
     if "order" not in shop.state:
         test_user_story(shop)
@@ -346,7 +347,7 @@ def _isolation_targets(shop: Shop) -> tuple[contracts.Contracts, dict[str, str],
         "payment_id": order["paymentId"],
     }
     secrets = ["ada@example.com", *ids.values()]
-    return contracts.load(shop.settings.descriptor_set), ids, secrets
+    return descriptors.load(shop.settings.descriptor_set), ids, secrets
 
 
 def test_a_token_never_reads_another_users_data_over_rest(shop: Shop) -> None:

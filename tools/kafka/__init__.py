@@ -15,9 +15,9 @@ import time
 import uuid
 from pathlib import Path
 from types import TracebackType
-from typing import IO
 
 from mesh.local.stack import free_port
+from runner.child import Child
 
 ROOT = Path(__file__).resolve().parents[2]
 POM = Path(__file__).resolve().parent / "pom.xml"
@@ -80,8 +80,7 @@ class KafkaBroker:
         self.port = port or free_port()
         self.controller_port = free_port()
         self.log_path = workdir / "kafka.log"
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self._server: Child | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -137,43 +136,31 @@ class KafkaBroker:
         )
         if formatted.returncode != 0:
             raise KafkaError(f"formatting the Kafka log dir failed:\n{formatted.stderr}")
-        self._log = self.log_path.open("wb")
-        self._process = subprocess.Popen(
+        self._server = Child(
             self._java("kafka.Kafka", str(config)),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            self.log_path,
             env={**os.environ, "KAFKA_HEAP_OPTS": "-Xmx512m"},
         )
-        self._wait_ready()
+        self._server.start()
+        self._wait_ready(self._server)
         return self
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, server: Child) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise KafkaError(f"Kafka exited with {self._process.returncode}:\n{self._tail()}")
+            if not server.running:
+                raise KafkaError(f"Kafka exited with {server.returncode}:\n{server.log_tail(30)}")
             if READY_LINE in self.log_path.read_text(errors="replace"):
                 return
             time.sleep(0.2)
+        tail = server.log_tail(30)
         self.stop()
-        raise KafkaError(f"Kafka was not ready within {READY_TIMEOUT}s:\n{self._tail()}")
-
-    def _tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        raise KafkaError(f"Kafka was not ready within {READY_TIMEOUT}s:\n{tail}")
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        if self._server is not None:
+            self._server.stop(grace=30)
+            self._server = None
 
     def __enter__(self) -> KafkaBroker:
         return self.start()

@@ -13,10 +13,10 @@ import pytest
 from mesh.check import Mesh, MeshError, Settings, load
 from mesh.check.model import Resource, compose
 from mesh.check.model import render as render_kustomize
-from mesh.envoy import envoy_binary
 from mesh.local.ca import Identity, LocalCA
 from mesh.local.sidecar import Rendered, bootstrap, render, static_config
 from mesh.local.workloads import Ports, Workload, workloads
+from runner.envoy import envoy_binary
 
 SETTINGS = Settings()
 SCENARIOS = SETTINGS.mesh_dir / "scenarios"

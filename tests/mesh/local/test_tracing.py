@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway import auth, contracts, render
+from contracts import descriptors
+from gateway import auth, render
 from gateway.settings import Settings as GatewaySettings
 from mesh.check.model import Resource, compose
 from mesh.local.ca import Identity
@@ -16,7 +17,7 @@ from mesh.local.sidecar import bootstrap, static_config
 from mesh.local.sidecar import render as render_sidecar
 from mesh.local.telemetry import trace_policy
 from mesh.local.workloads import workloads
-from mesh.otel import COLLECTOR_CLUSTER, Tracing, TracingError
+from runner.envoy_tracing import COLLECTOR_CLUSTER, Tracing, TracingError
 from tests.gateway.conftest import gateway_settings
 from tests.mesh.local.test_sidecar import SETTINGS, XDS, base, identities, plan_for, validate
 
@@ -42,8 +43,8 @@ def telemetry(tmp_path: Path, *specs: tuple[str, str]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def shop() -> contracts.Contracts:
-    return contracts.load(GatewaySettings().descriptor_set)
+def shop() -> descriptors.Contracts:
+    return descriptors.load(GatewaySettings().descriptor_set)
 
 
 def test_every_sidecar_listener_traces_to_the_collector(
@@ -127,7 +128,7 @@ def test_envoy_accepts_a_traced_sidecar(
 
 
 def test_the_gateway_starts_traces_and_names_spans_by_route(
-    tmp_path: Path, shop: contracts.Contracts
+    tmp_path: Path, shop: descriptors.Contracts
 ) -> None:
     settings = gateway_settings(
         tmp_path, {"OTEL_EXPORTER_OTLP_ENDPOINT": ENDPOINT, "TRACE_SAMPLING": "25"}

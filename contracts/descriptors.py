@@ -1,6 +1,7 @@
 """Read the contracts' descriptor set: services, HTTP bindings, messages and their comments.
 
-Both the Envoy config and the OpenAPI document are derived from what this module returns.
+The gateway's Envoy config and OpenAPI document, the breaking gate and mesh-check all read the
+contracts through this one module.
 """
 
 from __future__ import annotations
