@@ -1,8 +1,8 @@
 """Render the gateway's Envoy bootstrap (v3, JSON) from the contracts and the settings.
 
-Filters: cors -> jwt_authn -> rbac (the token names a user) -> local_ratelimit ->
-grpc_json_transcoder -> router. Routes are generated from the `google.api.http` bindings; nothing
-about a route is written by hand.
+Filters: cors -> jwt_authn -> rbac (the token names a user) -> local_ratelimit -> header_mutation
+-> lua (unknown body fields: gateway/body_fields.py) -> grpc_json_transcoder -> router. Routes are
+generated from the `google.api.http` bindings; nothing about a route is written by hand.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.descriptors import Binding, Contracts
-from gateway import auth, openapi, policy
+from gateway import auth, body_fields, openapi, policy
 from gateway.settings import RateLimit, Settings
 from runner import envoy_tracing
 
@@ -167,6 +167,10 @@ def _filters(settings: Settings, contracts: Contracts) -> list[JSON]:
                 "extensions.filters.http.header_mutation.v3.HeaderMutation", mutations={}
             ),
         },
+        body_fields.http_filter(
+            contracts,
+            {_route_name(b): b for b in policy.served(contracts.bindings)},
+        ),
         {
             "name": TRANSCODER,
             "typed_config": _typed(
@@ -208,7 +212,7 @@ def _route_config(settings: Settings, contracts: Contracts, document: str) -> JS
                 "domains": ["*"],
                 "routes": [
                     *_plain_routes(document),
-                    *_rest_routes(settings, policy.served(contracts.bindings)),
+                    *_rest_routes(settings, contracts),
                     *_grpc_routes(settings, policy.served(contracts.bindings)),
                 ],
                 "typed_per_filter_config": {CORS: _cors_policy(settings)},
@@ -247,11 +251,15 @@ def _plain_routes(document: str) -> list[JSON]:
     ]
 
 
-def _rest_routes(settings: Settings, bindings: Iterable[Binding]) -> list[JSON]:
+def _route_name(binding: Binding) -> str:
+    return f"{binding.full_method}:{binding.verb}:{binding.path}"
+
+
+def _rest_routes(settings: Settings, contracts: Contracts) -> list[JSON]:
     # Custom verbs first, then longer literal prefixes: `/orders/{id}:watch` must not be taken
     # by `/orders/{id}`, just as the transcoder resolves them.
     ordered = sorted(
-        bindings,
+        policy.served(contracts.bindings),
         key=lambda b: (
             ":" not in b.path.rsplit("}", 1)[-1],
             -len(re.sub(r"\{[^}]*\}", "", b.path)),
@@ -264,7 +272,7 @@ def _rest_routes(settings: Settings, bindings: Iterable[Binding]) -> list[JSON]:
     for path, group in by_path.items():
         routes += [
             {
-                "name": f"{b.full_method}:{b.verb}:{b.path}",
+                "name": _route_name(b),
                 "match": {
                     "safe_regex": {"regex": path_regex(b.path)},
                     # OPTIONS too: the CORS filter answers preflights only on routes with a cluster.
@@ -272,7 +280,12 @@ def _rest_routes(settings: Settings, bindings: Iterable[Binding]) -> list[JSON]:
                 },
                 # The span's name: the route as written, not the path with its ids.
                 "decorator": {"operation": f"{b.verb.upper()} {b.path}"},
-                **_upstream(settings, b, rest=True),
+                **_upstream(
+                    settings,
+                    b,
+                    rest=True,
+                    body_check=body_fields.per_route(contracts, b, _route_name(b)),
+                ),
             }
             for b in group
         ]
@@ -312,7 +325,9 @@ def _grpc_routes(settings: Settings, bindings: Iterable[Binding]) -> list[JSON]:
     ]
 
 
-def _upstream(settings: Settings, binding: Binding, rest: bool = False) -> JSON:
+def _upstream(
+    settings: Settings, binding: Binding, rest: bool = False, body_check: JSON | None = None
+) -> JSON:
     group = policy.route_group(binding)
     route: JSON = {
         "route": {
@@ -342,6 +357,9 @@ def _upstream(settings: Settings, binding: Binding, rest: bool = False) -> JSON:
             "extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute",
             mutations={"response_mutations": [{"remove": h} for h in GRPC_RESPONSE_HEADERS]},
         )
+    if body_check is not None:
+        # Unknown JSON body fields are refused before the transcoder drops them.
+        route["typed_per_filter_config"][body_fields.LUA] = body_check
     if policy.is_public(binding):
         # jwt_authn strips forged identities only where it runs.
         route["request_headers_to_remove"] = [policy.CALLER_HEADER]
@@ -475,6 +493,14 @@ def _local_reply_mappers(allowed: dict[str, list[str]]) -> list[JSON]:
         }
 
     return [
+        {
+            # body_fields.lua's 400 is already a google.rpc.Status: keep it as it is.
+            "filter": cel("response.code_details == 'lua_response'"),
+            "body_format_override": {
+                "text_format_source": {"inline_string": BODY},
+                "content_type": "application/json",
+            },
+        },
         *(query_not_allowed(path, verbs) for path, verbs in allowed.items()),
         *(
             explained(details, status, message)

@@ -1,0 +1,335 @@
+"""Unknown JSON body fields are refused before the transcoder (gateway/body_fields.lua).
+
+The walker is tested through a real Envoy: first alone, on hand-made tables that cover every kind
+of field (maps, any JSON, repeated and nested messages) behind a route that answers 200 when a
+body passes; then in the rendered gateway, against the shop's own messages.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from contracts import descriptors
+from gateway import auth, body_fields, render
+from gateway.envoy import Envoy
+from gateway.settings import Settings
+from mesh.local.stack import LocalStack
+from tests.gateway.conftest import gateway_settings, running_gateway
+
+pytestmark = pytest.mark.system
+JSON = dict[str, Any]
+MESSAGES: body_fields.Messages = {
+    "t.Order": {
+        "orderId": ("order_id", "s", None),
+        "order_id": ("order_id", "s", None),
+        "items": ("items", "m", "t.Item"),
+        "labels": ("labels", "k", None),
+        "extras": ("extras", "k", "t.Item"),
+        "metadata": ("metadata", "a", None),
+        "note": ("note", "m", "t.Note"),
+    },
+    "t.Item": {
+        "sku": ("sku", "s", None),
+        "count": ("count", "s", None),
+        "note": ("note", "m", "t.Note"),
+    },
+    "t.Note": {"text": ("text", "s", None), "reply": ("reply", "m", "t.Note")},
+}
+ROOTS: body_fields.Roots = {
+    "order": ("t.Order", {}),
+    "cancel": ("t.Order", {"orderId": "order_id", "order_id": "order_id"}),
+}
+
+
+def _walker_config(settings: Settings) -> JSON:
+    """A listener with only the Lua filter and a route per root that answers 200 `passed`."""
+
+    def route(name: str) -> JSON:
+        return {
+            "name": name,
+            "match": {"path": f"/{name}"},
+            "direct_response": {"status": 200, "body": {"inline_string": "passed"}},
+            "typed_per_filter_config": {
+                body_fields.LUA: {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
+                    "name": body_fields.SOURCE,
+                    "filter_context": {"root": name},
+                }
+            },
+        }
+
+    lua = body_fields.lua_source(MESSAGES, ROOTS)
+    manager = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager"
+        ".v3.HttpConnectionManager",
+        "stat_prefix": "walker",
+        "route_config": {
+            "virtual_hosts": [
+                {
+                    "name": "walker",
+                    "domains": ["*"],
+                    "routes": [
+                        *(route(name) for name in ROOTS),
+                        {
+                            "name": "no-check",
+                            "match": {"prefix": "/"},
+                            "direct_response": {"status": 200, "body": {"inline_string": "passed"}},
+                        },
+                    ],
+                }
+            ]
+        },
+        "http_filters": [
+            {
+                "name": body_fields.LUA,
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                    "source_codes": {body_fields.SOURCE: {"inline_string": lua}},
+                },
+            },
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                },
+            },
+        ],
+    }
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "gateway",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": manager,
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ]
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def walker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    workdir = tmp_path_factory.mktemp("walker")
+    settings = gateway_settings(workdir)
+    config = workdir / "envoy.json"
+    config.write_text(json.dumps(_walker_config(settings)))
+    with Envoy(settings, config) as envoy, httpx.Client(base_url=f"http://{envoy.address}") as c:
+        yield c
+
+
+def _violations(response: httpx.Response) -> list[str]:
+    assert response.status_code == 400, response.text
+    status = response.json()
+    (detail,) = status["details"]
+    assert status["code"] == 3
+    assert detail["@type"] == "type.googleapis.com/google.rpc.BadRequest"
+    fields = [v["field"] for v in detail["fieldViolations"]]
+    assert status["message"] == "invalid request: " + ", ".join(fields)
+    return fields
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{}",
+        " { } ",
+        '{"orderId": "o-1", "order_id": "o-2"}',  # JSON and proto names alike
+        '{"items": [{"sku": "a", "count": 2}, {"sku": "b", "note": {"text": "x"}}]}',
+        '{"items": [], "note": null, "items": null}',
+        '{"labels": {"anything": "goes", "bogus": 1}}',  # a map takes any key
+        '{"extras": {"k": {"sku": "a"}}}',
+        '{"metadata": {"deep": {"er": [1, {"x": null}]}, "@type": "t"}}',  # any JSON
+        '{"note": {"reply": {"reply": {"text": "three deep"}}}}',
+        '{"orderId": "with \\"quotes\\", {braces} and [brackets]: \\\\"}',
+        '{"\\u006frderId": "an escaped known key"}',
+        '{"orderId": "\\ud83d\\ude00 \\u00e9 \\/ \\b\\f\\n\\r\\t"}',
+        '{"orderId": 1e-7, "items": [{"count": -12.5E+3}], "metadata": [true, false, null]}',
+        '{"orderId":"\x7f"}',  # DEL may appear raw in a JSON string
+        "",
+    ],
+)
+def test_known_fields_pass(walker: httpx.Client, body: str) -> None:
+    response = walker.post("/order", content=body)
+    assert (response.status_code, response.text) == (200, "passed")
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ('{"orderId": "o-1", "bogus": 1}', ["bogus"]),
+        ('{"bo\\u0067us": {"nested": [1, 2, {"deep": "}"}]}}', ["bogus"]),
+        ('{"items": [{"sku": "a"}, {"sku": "b", "colour": "red"}]}', ["items[1].colour"]),
+        ('{"note": {"reply": {"reply": {"txt": "x"}}}}', ["note.reply.reply.txt"]),
+        ('{"extras": {"k": {"skew": 1}}}', ['extras["k"].skew']),
+        ('{"items": [{"note": {"texts": []}}]}', ["items[0].note.texts"]),
+        ('{"OrderId": 1, "orderid": 2}', ["OrderId", "orderid"]),  # names are case-sensitive
+        ('{"a": 1, "items": [{"b": 2}], "c": 3}', ["a", "items[0].b", "c"]),
+        ('{"\\ud83d\\ude00": 1}', ["\U0001f600"]),
+        ('{"quote\\"d": 1}', ['quote"d']),
+    ],
+)
+def test_unknown_fields_are_named(walker: httpx.Client, body: str, fields: list[str]) -> None:
+    response = walker.post("/order", content=body)
+    assert _violations(response) == fields
+    descriptions = [v["description"] for v in response.json()["details"][0]["fieldViolations"]]
+    assert all("has no such field" in d for d in descriptions), descriptions
+
+
+def test_at_most_twenty_violations(walker: httpx.Client) -> None:
+    body = json.dumps({f"bogus{n}": n for n in range(50)})
+    assert _violations(walker.post("/order", content=body)) == [f"bogus{n}" for n in range(20)]
+
+
+def test_path_fields_are_not_body_fields(walker: httpx.Client) -> None:
+    response = walker.post("/cancel", content='{"orderId": "o-1", "items": []}')
+    assert _violations(response) == ["orderId"]
+    assert "URL path" in response.json()["details"][0]["fieldViolations"][0]["description"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"bogus": 1',  # truncated
+        '{"bogus": 1,}',
+        '{"bogus" 1}',
+        "{bogus: 1}",
+        '{"bogus": 1} trailing',
+        '{"bogus": "raw\ncontrol"}',
+        '{"bogus": "\\x"}',
+        '{"bogus": 1}}',
+        b'{"\xff": 1}',  # not UTF-8
+        b'{"\xed\xa0\x80": 1}',  # an encoded surrogate
+        '[{"bogus": 1}]',  # not an object
+        '"bogus"',
+    ],
+)
+def test_bodies_it_cannot_read_are_left_to_the_transcoder(
+    walker: httpx.Client, body: str | bytes
+) -> None:
+    response = walker.post("/order", content=body)
+    assert (response.status_code, response.text) == (200, "passed")
+
+
+def test_deep_nesting_in_a_skipped_value(walker: httpx.Client) -> None:
+    deep = "[" * 20000 + "]" * 20000
+    response = walker.post("/order", content=f'{{"metadata": {deep}, "bogus": {deep}}}')
+    assert _violations(response) == ["bogus"]
+
+
+def test_routes_without_the_check_run_nothing(walker: httpx.Client) -> None:
+    response = walker.post("/elsewhere", content='{"bogus": 1}')
+    assert (response.status_code, response.text) == (200, "passed")
+
+
+# The rendered gateway, its upstreams down: 503 means a body got past the check and the
+# transcoder, on its way to the service.
+
+
+def _post(envoy: Envoy, settings: Settings, path: str, body: JSON) -> httpx.Response:
+    token = auth.mint_token(settings, "usr_fuzz")
+    return httpx.post(
+        f"http://{envoy.address}{path}", json=body, headers={"authorization": f"Bearer {token}"}
+    )
+
+
+def test_unknown_order_field_is_refused(gateway: tuple[Envoy, Settings]) -> None:
+    response = _post(*gateway, "/v1/orders", {"userId": "usr_fuzz", "bogus": 1})
+    assert response.headers["content-type"] == "application/json"
+    assert _violations(response) == ["bogus"]
+    (violation,) = response.json()["details"][0]["fieldViolations"]
+    assert violation["description"] == (
+        "unknown field `bogus`: shop.orders.v1.PlaceOrderRequest has no such field"
+    )
+
+
+def test_nested_unknown_field_is_named_by_its_path(gateway: tuple[Envoy, Settings]) -> None:
+    items = [{"productId": "sku-espresso", "quantity": 1}, {"productId": "x", "colour": "red"}]
+    response = _post(*gateway, "/v1/orders", {"userId": "usr_fuzz", "items": items})
+    assert _violations(response) == ["items[1].colour"]
+    address = {"city": "Turin", "zip": "10100"}
+    response = _post(*gateway, "/v2/orders", {"userId": "usr_fuzz", "shippingAddress": address})
+    assert _violations(response) == ["shipping_address.zip"]
+
+
+def test_path_field_in_a_cancel_body_is_refused(gateway: tuple[Envoy, Settings]) -> None:
+    response = _post(*gateway, "/v1/orders/ord_1:cancel", {"orderId": "ord_1"})
+    assert _violations(response) == ["orderId"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/orders", {"userId": "usr_fuzz", "items": [{"productId": "p", "quantity": 1}]}),
+        ("/v1/orders", {"user_id": "usr_fuzz", "items": [{"product_id": "p", "quantity": 1}]}),
+        ("/v2/orders", {"shipping_address": {"postal_code": "10100"}, "items": []}),
+        ("/v1/orders/ord_1:cancel", {"reason": "changed my mind"}),
+        ("/v1/orders/ord_1:cancel", {}),
+    ],
+)
+def test_known_fields_reach_the_service(
+    gateway: tuple[Envoy, Settings], path: str, body: JSON
+) -> None:
+    assert _post(*gateway, path, body).status_code == 503
+
+
+def test_rendered_tables_cover_every_body_route(tmp_path: Path) -> None:
+    shop = descriptors.load(Settings().descriptor_set)
+    settings = gateway_settings(tmp_path)
+    auth.ensure_dev_key(settings)
+    config = render.bootstrap(settings, shop)
+    (listener,) = config["static_resources"]["listeners"]
+    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    names = [f["name"] for f in manager["http_filters"]]
+    assert names.index(body_fields.LUA) == names.index(render.TRANSCODER) - 1
+    checked = {
+        route["name"]: route["typed_per_filter_config"][body_fields.LUA]["filter_context"]["root"]
+        for route in manager["route_config"]["virtual_hosts"][0]["routes"]
+        if body_fields.LUA in route.get("typed_per_filter_config", {})
+    }
+    assert checked == {name: name for name in checked}
+    assert sorted(n.split(":", 1)[1] for n in checked) == [
+        "post:/v1/orders",
+        "post:/v1/orders/{order_id}:cancel",
+        "post:/v1/users",
+        "post:/v2/orders",
+        "post:/v2/orders/{order_id}:cancel",
+    ]
+    lua = manager["http_filters"][names.index(body_fields.LUA)]["typed_config"]
+    script = lua["source_codes"][body_fields.SOURCE]["inline_string"]
+    assert all(f'["{name}"] = {{message = ' in script for name in checked)
+
+
+def test_proto_names_are_accepted_by_the_real_service(tmp_path: Path) -> None:
+    with LocalStack(tmp_path / "stack", services=["users"]) as stack:
+        upstreams = {"USERS_ADDR": stack.address("users")}
+        with running_gateway(tmp_path / "gateway", upstreams) as (envoy, _):
+            email = f"{uuid.uuid4().hex[:8]}@proto.example"
+            created = httpx.post(
+                f"http://{envoy.address}/v1/users",
+                json={"email": email, "display_name": "Proto Name"},
+            )
+            assert created.status_code == 200, created.text
+            assert created.json()["user"]["displayName"] == "Proto Name"
+            refused = httpx.post(
+                f"http://{envoy.address}/v1/users",
+                json={"email": f"x{email}", "displayName": "X", "role": "admin"},
+            )
+            assert _violations(refused) == ["role"]
