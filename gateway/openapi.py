@@ -79,6 +79,10 @@ PATH_SEGMENT = r"^(?!\.{1,2}$)[^/\\\x00]+$"
 # proto3 cannot tell absent from empty, and the services strip spaces: a required string must
 # have a non-space character.
 NOT_BLANK = r"\S"
+BODY_NOTE = (
+    "Fields by their JSON names; proto field names (`user_id`) are accepted too. A field the"
+    " message does not define, or one the URL path gives, is refused: 400, the field named."
+)
 STREAMING_NOTE = (
     " Streams newline-delimited JSON: one message per line, sent as each change happens;"
     " the stream ends once the order is final."
@@ -103,10 +107,15 @@ def document(contracts: Contracts) -> JSON:
         "/openapi.json": {"get": _plain("openapi", "This document.", {"type": "object"})},
     }
     seen: set[str] = set()
-    for binding in policy.served(contracts.bindings):
+    served = policy.served(contracts.bindings)
+    for binding in served:
         operation = builder.operation(binding)
         if binding.full_method in seen:  # an additional binding of the same RPC
             operation["operationId"] += f"_{binding.verb}_{len(seen)}"
+        elif not binding.server_streaming:  # a stream's body is not one JSON document
+            links = _links(contracts, binding, served)
+            if links:
+                operation["responses"]["200"]["links"] = links
         seen.add(binding.full_method)
         paths.setdefault(binding.path, {})[binding.verb] = operation
     builder.schema(STATUS)
@@ -126,6 +135,61 @@ def document(contracts: Contracts) -> JSON:
             },
         },
     }
+
+
+def _links(contracts: Contracts, source: Binding, targets: tuple[Binding, ...]) -> JSON:
+    """OpenAPI links from `source`'s 200 response: each `<thing>_id` it returns feeds the
+    operations whose only path parameter is that field (`POST /v1/orders` -> `order.orderId` ->
+    `GET /v1/orders/{order_id}`). Derived from the descriptors, so a new RPC gets its links.
+
+    Not to streams (a watch lasts until the order is final), and not across versions of one
+    context (a v2 order is not a v1 resource)."""
+    links: JSON = {}
+    for pointer, name in _ids(contracts, source.output_type, "", depth=2):
+        for target in targets:
+            first = next(b for b in targets if b.full_method == target.full_method)
+            if (
+                target is not first
+                or target.full_method == source.full_method
+                or target.server_streaming
+                or target.path_fields() != [name]
+                or (target.context == source.context and _package(target) != _package(source))
+            ):
+                continue
+            key = f"{target.method}_{target.service.split('.')[-2]}_{name}"
+            links.setdefault(
+                key,
+                {
+                    "operationId": target.full_method,
+                    "parameters": {name: f"$response.body#{pointer}"},
+                    "description": f"`{pointer}` is the `{name}` of {target.method}.",
+                },
+            )
+    return dict(sorted(links.items()))
+
+
+def _ids(contracts: Contracts, message: str, pointer: str, depth: int) -> list[tuple[str, str]]:
+    """(JSON pointer, proto name) of the string `*_id` fields of a message, through singular
+    messages and the first element of repeated ones, `depth` messages deep."""
+    found = []
+    nested = []
+    for field in contracts.messages[message].field:
+        path = f"{pointer}/{field.json_name or field.name}"
+        if field.label == FieldType.LABEL_REPEATED:
+            path += "/0"
+        if field.type == FieldType.TYPE_STRING and field.name.endswith("_id"):
+            found.append((path, field.name))
+        elif field.type == FieldType.TYPE_MESSAGE and depth > 0:
+            child = field.type_name.lstrip(".")
+            if child not in WELL_KNOWN and not contracts.messages[child].options.map_entry:
+                nested.append((child, path))
+    for child, path in nested:
+        found += _ids(contracts, child, path, depth - 1)
+    return found
+
+
+def _package(binding: Binding) -> str:
+    return binding.service.rsplit(".", 1)[0]
 
 
 def _non_empty(schema: JSON) -> JSON:
@@ -189,6 +253,7 @@ class _Builder:
         if binding.body == "*":
             operation["requestBody"] = {
                 "required": True,
+                "description": BODY_NOTE,
                 "content": {
                     "application/json": {"schema": self._object(request, exclude=set(path_fields))}
                 },
@@ -198,6 +263,7 @@ class _Builder:
                 field = next(f for f in message.field if f.name == binding.body)
                 operation["requestBody"] = {
                     "required": True,
+                    "description": BODY_NOTE,
                     "content": {"application/json": {"schema": self._field(field)}},
                 }
             excluded = {*path_fields, binding.body}
@@ -308,12 +374,9 @@ class _Builder:
                 required.append(name)
                 schema = _non_empty(schema)
             properties[name] = schema
-        # Unknown fields are ignored, but the transcoder refuses a field without a name.
-        result: JSON = {
-            "type": "object",
-            "properties": properties,
-            "propertyNames": {"minLength": 1},
-        }
+        # The gateway refuses a field the message does not define (gateway/body_fields.py), and
+        # the transcoder prints none.
+        result: JSON = {"type": "object", "properties": properties, "additionalProperties": False}
         if required:
             result["required"] = required
         comment = self.contracts.comments.get(message_name, "")

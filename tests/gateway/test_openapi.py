@@ -158,3 +158,49 @@ def test_security_follows_the_edge_policy(
 def test_streaming_is_documented(document: dict[str, Any]) -> None:
     watch = document["paths"]["/v1/orders/{order_id}:watch"]["get"]
     assert "newline-delimited JSON" in watch["description"]
+
+
+def test_objects_admit_no_other_fields(document: dict[str, Any]) -> None:
+    # The gateway refuses unknown body fields (gateway/body_fields.py), and prints none.
+    place = document["paths"]["/v1/orders"]["post"]["requestBody"]["content"]["application/json"]
+    assert place["schema"]["additionalProperties"] is False
+    for name in ("shop.orders.v1.OrderItem", "shop.orders.v2.ShippingAddress"):
+        assert schema(document, name)["additionalProperties"] is False
+    # google.rpc.Status details are Any: open, whatever type they pack.
+    details = schema(document, "google.rpc.Status")["properties"]["details"]["items"]
+    assert details["additionalProperties"] is True
+
+
+def test_links_follow_the_ids_a_response_returns(document: dict[str, Any]) -> None:
+    operations = {
+        operation["operationId"]: (path, operation)
+        for path, item in document["paths"].items()
+        for operation in item.values()
+    }
+    links = {
+        (source["operationId"], name): link
+        for _, source in operations.values()
+        for name, link in source["responses"]["200"].get("links", {}).items()
+    }
+    place = "shop.orders.v1.OrderService.PlaceOrder"
+    assert links[(place, "GetOrder_v1_order_id")] == {
+        "operationId": "shop.orders.v1.OrderService.GetOrder",
+        "parameters": {"order_id": "$response.body#/order/orderId"},
+        "description": "`/order/orderId` is the `order_id` of GetOrder.",
+    }
+    assert links[("shop.users.v1.UserService.CreateUser", "GetUser_v1_user_id")]["parameters"] == {
+        "user_id": "$response.body#/user/userId"
+    }
+    assert links[("shop.catalog.v1.CatalogService.ListProducts", "GetProduct_v1_product_id")][
+        "parameters"
+    ] == {"product_id": "$response.body#/products/0/productId"}
+    for (source, _), link in links.items():
+        path, target = operations[link["operationId"]]
+        assert [p["name"] for p in target.get("parameters", []) if p["in"] == "path"] == list(
+            link["parameters"]
+        )
+        assert not path.endswith(":watch") and not operations[source][0].endswith(":watch")
+        # No links between versions of one context: a v2 order is not a v1 resource.
+        assert not (
+            source.startswith("shop.orders.v2") and link["operationId"].startswith("shop.orders.v1")
+        )
