@@ -42,8 +42,7 @@ from gateway import auth
 from gateway.settings import Settings as GatewaySettings
 from mesh.check import Settings
 from mesh.local.supervisor import LocalMesh
-from services.catalog.demo import DEMO_PRODUCTS
-from services.catalog.store import SqlCatalogStore
+from services.catalog.demo import seed_deep
 
 SCENARIOS = Settings().mesh_dir / "scenarios"
 FAULTS = ("payments-delay.yaml", "payments-abort.yaml", "catalog-retries.yaml")
@@ -79,11 +78,7 @@ class Shop:
 @contextmanager
 def running_shop(workdir: Path) -> Iterator[Shop]:
     """The whole local mesh, with a deep catalog and a signed-in customer."""
-    store = SqlCatalogStore(str(workdir / "data" / "catalog.db"))
-    store.seed(DEMO_PRODUCTS)
-    for product in PRODUCTS[:-1]:
-        store.adjust_stock(product, EXTRA_STOCK)
-    store.close()
+    seed_deep(str(workdir / "data" / "catalog.db"), dict.fromkeys(PRODUCTS[:-1], EXTRA_STOCK))
     saga = {"SAGA_RECOVERY_SECONDS": "0.5", "SAGA_LEASE_SECONDS": "2", "LOG_LEVEL": "WARNING"}
     env = {
         "gateway": gateway_env(workdir),

@@ -17,8 +17,7 @@ import grpc
 from bench import loadgen
 from bench.services_bench import PLACE_ORDER, PRODUCT
 from mesh.local.stack import LocalStack
-from services.catalog.demo import DEMO_PRODUCTS
-from services.catalog.store import SqlCatalogStore
+from services.catalog.demo import seed_deep
 from shop.users.v1 import users_pb2, users_pb2_grpc
 from tools.postgres import TempPostgres
 
@@ -30,10 +29,7 @@ def place_orders(args: argparse.Namespace, databases: dict[str, str]) -> loadgen
     with tempfile.TemporaryDirectory(prefix="bench-db-") as tmp:
         workdir = Path(tmp)
         catalog = databases.get("catalog") or str(workdir / "data" / "catalog.db")
-        store = SqlCatalogStore(catalog)
-        store.seed(DEMO_PRODUCTS)
-        store.adjust_stock(PRODUCT, EXTRA_STOCK)
-        store.close()
+        seed_deep(catalog, {PRODUCT: EXTRA_STOCK})
         env = {"LOG_LEVEL": "WARNING", "METRICS_PORT": "0", "WORKERS": "1"}
         service_env = {name: {"DATABASE_URL": url} for name, url in databases.items()}
         service_env.setdefault("catalog", {})["DATABASE_PATH"] = catalog

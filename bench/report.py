@@ -38,8 +38,7 @@ from gateway import auth
 from gateway.settings import Settings as GatewaySettings
 from mesh.local.stack import SERVICES, LocalStack, free_port
 from mesh.local.supervisor import LocalMesh
-from services.catalog.demo import DEMO_PRODUCTS
-from services.catalog.store import SqlCatalogStore
+from services.catalog.demo import seed_deep
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from shop.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
@@ -173,10 +172,7 @@ def get_product(channel: grpc.Channel) -> Message:
 
 def seed_catalog(workdir: Path) -> None:
     """A catalog deep enough that no order of a run runs out of stock."""
-    store = SqlCatalogStore(str(workdir / "data" / "catalog.db"))
-    store.seed(DEMO_PRODUCTS)
-    store.adjust_stock(PRODUCT, EXTRA_STOCK)
-    store.close()
+    seed_deep(str(workdir / "data" / "catalog.db"), {PRODUCT: EXTRA_STOCK})
 
 
 def catalog_target(variant: str, hop: str, address: str) -> Target:

@@ -24,8 +24,7 @@ import grpc
 
 from bench import loadgen
 from mesh.local.stack import LocalStack, free_port
-from services.catalog.demo import DEMO_PRODUCTS
-from services.catalog.store import SqlCatalogStore
+from services.catalog.demo import seed_deep
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from shop.users.v1 import users_pb2, users_pb2_grpc
 
@@ -43,10 +42,7 @@ def stack(services: list[str], telemetry: bool, log_level: str) -> Iterator[Loca
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         # Seed the catalog before it starts, so its own seeding finds products and stops there.
-        store = SqlCatalogStore(str(workdir / "data" / "catalog.db"))
-        store.seed(DEMO_PRODUCTS)
-        store.adjust_stock(PRODUCT, EXTRA_STOCK)
-        store.close()
+        seed_deep(str(workdir / "data" / "catalog.db"), {PRODUCT: EXTRA_STOCK})
         env = {"TELEMETRY": str(telemetry).lower(), "LOG_LEVEL": log_level, "METRICS_PORT": "0"}
         with LocalStack(workdir, services=services, env=env) as running:
             yield running

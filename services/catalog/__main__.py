@@ -17,7 +17,7 @@ from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 async def main() -> None:
     settings = Settings.from_env(os.environ)
     catalog = Catalog(SqlCatalogStore(settings.database))
-    catalog.seed(DEMO_PRODUCTS)
+    await catalog.seed(DEMO_PRODUCTS)
     service = Service(
         catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server,

@@ -5,7 +5,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
+
 from services.catalog.domain import Product
+from services.catalog.store import SqlCatalogStore
 
 DEMO_PRODUCTS = (
     Product("sku-espresso", "Espresso Beans", "Dark roast whole beans, 1 kg bag.", 2400, 100),
@@ -21,3 +25,19 @@ DEMO_PRODUCTS = (
     ),
     Product("sku-mug", "Stoneware Mug", "Glazed 350 ml mug.", 1200, 100),
 )
+
+
+def seed_deep(database: str, extra_stock: Mapping[str, int]) -> None:
+    """Seed the demo catalog into `database` before its service starts, with `extra_stock` more
+    units of some products: benchmarks and the chaos run want a catalog that never runs out."""
+
+    async def seed() -> None:
+        store = SqlCatalogStore(database)
+        try:
+            await store.seed(DEMO_PRODUCTS)
+            for product_id, units in extra_stock.items():
+                await store.adjust_stock(product_id, units)
+        finally:
+            await store.close()
+
+    asyncio.run(seed())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -51,24 +51,24 @@ class Reservation:
 
 
 class CatalogStore(Protocol):
-    def transaction(self) -> AbstractContextManager[None]:
+    def transaction(self) -> AbstractAsyncContextManager[None]:
         """Make the reads and writes inside the block atomic: all of them or none."""
 
-    def seed(self, products: Sequence[Product]) -> bool:
+    async def seed(self, products: Sequence[Product]) -> bool:
         """Insert `products` if there are no products yet; True when it did."""
 
-    def list(self, offset: int, limit: int) -> list[Product]:
+    async def list(self, offset: int, limit: int) -> list[Product]:
         """Products ordered by product id."""
 
-    def get(self, product_id: str) -> Product | None: ...
+    async def get(self, product_id: str) -> Product | None: ...
 
-    def adjust_stock(self, product_id: str, delta: int) -> None: ...
+    async def adjust_stock(self, product_id: str, delta: int) -> None: ...
 
-    def get_reservation(self, reservation_id: str) -> Reservation | None: ...
+    async def get_reservation(self, reservation_id: str) -> Reservation | None: ...
 
-    def add_reservation(self, reservation: Reservation) -> None: ...
+    async def add_reservation(self, reservation: Reservation) -> None: ...
 
-    def set_state(self, reservation_id: str, state: ReservationState) -> None: ...
+    async def set_state(self, reservation_id: str, state: ReservationState) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -85,25 +85,25 @@ class Catalog:
     def __init__(self, store: CatalogStore) -> None:
         self._store = store
 
-    def seed(self, products: Sequence[Product]) -> bool:
-        return self._store.seed(products)
+    async def seed(self, products: Sequence[Product]) -> bool:
+        return await self._store.seed(products)
 
-    def list(self, page_size: int, page_token: str) -> ProductPage:
+    async def list(self, page_size: int, page_token: str) -> ProductPage:
         violations = Violations()
         page = page_request(page_size, page_token, violations)
         violations.raise_if_any()
-        return ProductPage(*page.fetch(self._store.list))
+        return ProductPage(*await page.fetch(self._store.list))
 
-    def get(self, product_id: str) -> Product:
+    async def get(self, product_id: str) -> Product:
         violations = Violations()
         violations.check(bool(product_id), "product_id", "must not be empty")
         violations.raise_if_any()
-        product = self._store.get(product_id)
+        product = await self._store.get(product_id)
         if product is None:
             raise NotFound("product", product_id)
         return product
 
-    def reserve(self, reservation_id: str, lines: Sequence[RequestedLine]) -> Reservation:
+    async def reserve(self, reservation_id: str, lines: Sequence[RequestedLine]) -> Reservation:
         """Take stock for every line or for none; the same reservation id is served once."""
         violations = Violations()
         violations.check(bool(reservation_id), "reservation_id", "must not be empty")
@@ -119,18 +119,18 @@ class Catalog:
                 )
             elif line.product_id:
                 first_line[line.product_id] = i
-        with self._store.transaction():
+        async with self._store.transaction():
             # Products are never deleted, so an unknown one is bad input, reported with the rest.
             products: dict[str, Product] = {}
             # In id order: on PostgreSQL each read locks its row, and one order means no deadlock.
             for product_id, i in sorted(first_line.items()):
-                product = self._store.get(product_id)
+                product = await self._store.get(product_id)
                 if product is None:
                     violations.add(f"lines[{i}].product_id", f"unknown product {product_id!r}")
                 else:
                     products[product_id] = product
             violations.raise_if_any()
-            existing = self._store.get_reservation(reservation_id)
+            existing = await self._store.get_reservation(reservation_id)
             if existing is not None:
                 return _replay(existing, lines)
             short = [
@@ -153,29 +153,29 @@ class Catalog:
                 ReservationState.HELD,
             )
             for line in lines:
-                self._store.adjust_stock(line.product_id, -line.quantity)
-            self._store.add_reservation(reservation)
+                await self._store.adjust_stock(line.product_id, -line.quantity)
+            await self._store.add_reservation(reservation)
         return reservation
 
-    def release(self, reservation_id: str) -> Reservation:
+    async def release(self, reservation_id: str) -> Reservation:
         """Give a reservation's stock back exactly once; repeating it is harmless."""
         violations = Violations()
         violations.check(bool(reservation_id), "reservation_id", "must not be empty")
         violations.raise_if_any()
-        with self._store.transaction():
-            existing = self._store.get_reservation(reservation_id)
+        async with self._store.transaction():
+            existing = await self._store.get_reservation(reservation_id)
             if existing is None:
                 # A saga compensates even when its reserve never landed (failed or timed out), so
                 # this must succeed. Remembering the id as released stops a late reserve with it
                 # from taking stock that nobody would give back.
                 released = Reservation(reservation_id, (), ReservationState.RELEASED)
-                self._store.add_reservation(released)
+                await self._store.add_reservation(released)
                 return released
             if existing.state is ReservationState.RELEASED:
                 return existing
             for line in existing.lines:
-                self._store.adjust_stock(line.product_id, line.quantity)
-            self._store.set_state(reservation_id, ReservationState.RELEASED)
+                await self._store.adjust_stock(line.product_id, line.quantity)
+            await self._store.set_state(reservation_id, ReservationState.RELEASED)
         return replace(existing, state=ReservationState.RELEASED)
 
 

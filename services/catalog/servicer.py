@@ -44,7 +44,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def ListProducts(
         self, request: catalog_pb2.ListProductsRequest, ctx: Context
     ) -> catalog_pb2.ListProductsResponse:
-        page = self._catalog.list(request.page_size, request.page_token)
+        page = await self._catalog.list(request.page_size, request.page_token)
         return catalog_pb2.ListProductsResponse(
             products=[encode_product(p) for p in page.products],
             next_page_token=page.next_page_token,
@@ -53,18 +53,18 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def GetProduct(
         self, request: catalog_pb2.GetProductRequest, ctx: Context
     ) -> catalog_pb2.GetProductResponse:
-        product = self._catalog.get(request.product_id)
+        product = await self._catalog.get(request.product_id)
         return catalog_pb2.GetProductResponse(product=encode_product(product))
 
     async def ReserveStock(
         self, request: catalog_pb2.ReserveStockRequest, ctx: Context
     ) -> catalog_pb2.ReserveStockResponse:
         lines = [RequestedLine(line.product_id, line.quantity) for line in request.lines]
-        reservation = self._catalog.reserve(request.reservation_id, lines)
+        reservation = await self._catalog.reserve(request.reservation_id, lines)
         return catalog_pb2.ReserveStockResponse(reservation=encode_reservation(reservation))
 
     async def ReleaseStock(
         self, request: catalog_pb2.ReleaseStockRequest, ctx: Context
     ) -> catalog_pb2.ReleaseStockResponse:
-        reservation = self._catalog.release(request.reservation_id)
+        reservation = await self._catalog.release(request.reservation_id)
         return catalog_pb2.ReleaseStockResponse(reservation=encode_reservation(reservation))

@@ -4,7 +4,7 @@ reservations with their lines."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from services.catalog.domain import (
@@ -28,14 +28,14 @@ class SqlCatalogStore:
     def __init__(self, database: str) -> None:
         self._db = connect(database, MIGRATIONS)
 
-    def transaction(self) -> AbstractContextManager[None]:
+    def transaction(self) -> AbstractAsyncContextManager[None]:
         return self._db.transaction()
 
-    def seed(self, products: Sequence[Product]) -> bool:
-        with self.transaction():
-            if self._db.execute("SELECT 1 FROM products LIMIT 1").one() is not None:
+    async def seed(self, products: Sequence[Product]) -> bool:
+        async with self.transaction():
+            if (await self._db.execute("SELECT 1 FROM products LIMIT 1")).one() is not None:
                 return False
-            self._db.executemany(
+            await self._db.executemany(
                 "INSERT INTO products (product_id, name, description, price_cents, stock)"
                 # Another replica may be seeding at the same moment.
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (product_id) DO NOTHING",
@@ -43,36 +43,44 @@ class SqlCatalogStore:
             )
         return True
 
-    def list(self, offset: int, limit: int) -> list[Product]:
-        rows = self._db.execute(
-            "SELECT * FROM products ORDER BY product_id LIMIT ? OFFSET ?", (limit, offset)
+    async def list(self, offset: int, limit: int) -> list[Product]:
+        rows = (
+            await self._db.execute(
+                "SELECT * FROM products ORDER BY product_id LIMIT ? OFFSET ?", (limit, offset)
+            )
         ).rows
         return [_product(row) for row in rows]
 
-    def get(self, product_id: str) -> Product | None:
+    async def get(self, product_id: str) -> Product | None:
         # Inside a reservation the row stays locked until commit: the stock read is the stock
         # the update changes.
-        row = self._db.execute(
-            f"SELECT * FROM products WHERE product_id = ?{self._db.row_lock}", (product_id,)
+        row = (
+            await self._db.execute(
+                f"SELECT * FROM products WHERE product_id = ?{self._db.row_lock}", (product_id,)
+            )
         ).one()
         return None if row is None else _product(row)
 
-    def adjust_stock(self, product_id: str, delta: int) -> None:
-        self._db.execute(
+    async def adjust_stock(self, product_id: str, delta: int) -> None:
+        await self._db.execute(
             "UPDATE products SET stock = stock + ? WHERE product_id = ?", (delta, product_id)
         )
 
-    def get_reservation(self, reservation_id: str) -> Reservation | None:
-        row = self._db.execute(
-            f"SELECT state FROM reservations WHERE reservation_id = ?{self._db.row_lock}",
-            (reservation_id,),
+    async def get_reservation(self, reservation_id: str) -> Reservation | None:
+        row = (
+            await self._db.execute(
+                f"SELECT state FROM reservations WHERE reservation_id = ?{self._db.row_lock}",
+                (reservation_id,),
+            )
         ).one()
         if row is None:
             return None
-        lines = self._db.execute(
-            "SELECT product_id, quantity, unit_price_cents FROM reservation_lines"
-            " WHERE reservation_id = ? ORDER BY line_no",
-            (reservation_id,),
+        lines = (
+            await self._db.execute(
+                "SELECT product_id, quantity, unit_price_cents FROM reservation_lines"
+                " WHERE reservation_id = ? ORDER BY line_no",
+                (reservation_id,),
+            )
         ).rows
         return Reservation(
             reservation_id,
@@ -83,12 +91,12 @@ class SqlCatalogStore:
             ReservationState(row["state"]),
         )
 
-    def add_reservation(self, reservation: Reservation) -> None:
-        self._db.execute(
+    async def add_reservation(self, reservation: Reservation) -> None:
+        await self._db.execute(
             "INSERT INTO reservations (reservation_id, state) VALUES (?, ?)",
             (reservation.reservation_id, reservation.state.value),
         )
-        self._db.executemany(
+        await self._db.executemany(
             "INSERT INTO reservation_lines"
             " (reservation_id, line_no, product_id, quantity, unit_price_cents)"
             " VALUES (?, ?, ?, ?, ?)",
@@ -104,11 +112,11 @@ class SqlCatalogStore:
             ],
         )
 
-    def set_state(self, reservation_id: str, state: ReservationState) -> None:
-        self._db.execute(
+    async def set_state(self, reservation_id: str, state: ReservationState) -> None:
+        await self._db.execute(
             "UPDATE reservations SET state = ? WHERE reservation_id = ?",
             (state.value, reservation_id),
         )
 
-    def close(self) -> None:
-        self._db.close()
+    async def close(self) -> None:
+        await self._db.close()

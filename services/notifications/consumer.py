@@ -50,10 +50,10 @@ class FeedConsumer:
         self._registry = registry
         self._readers = readers(registry)
 
-    def offset(self, source: str) -> int:
-        return self._notifications.offset(source)
+    async def offset(self, source: str) -> int:
+        return await self._notifications.offset(source)
 
-    def apply(self, source: str, event: events_pb2.Event) -> None:
+    async def apply(self, source: str, event: events_pb2.Event) -> None:
         try:
             reader = self._readers.get(event.subject)
             if reader is None:
@@ -70,10 +70,10 @@ class FeedConsumer:
                     "reason": str(error),
                 },
             )
-            self._notifications.set_aside(
+            await self._notifications.set_aside(
                 source, event.offset, event.event_id, event.subject, event.payload, str(error)
             )
             return
-        self._notifications.receive(
+        await self._notifications.receive(
             source, event.offset, Event(event.event_id, event.subject, record)
         )

@@ -35,22 +35,22 @@ class Event:
 
 
 class NotificationStore(Protocol):
-    def add(self, notification: Notification) -> None:
+    async def add(self, notification: Notification) -> None:
         """Insert `notification`; adding an id that is already stored changes nothing."""
 
-    def list_for_user(self, user_id: str, offset: int, limit: int) -> list[Notification]:
+    async def list_for_user(self, user_id: str, offset: int, limit: int) -> list[Notification]:
         """The user's notifications, newest first."""
 
-    def applied_offset(self, source: str) -> int:
+    async def applied_offset(self, source: str) -> int:
         """Offset of the last event applied from `source` (0 before the first)."""
 
-    def apply(
+    async def apply(
         self, source: str, offset: int, event_id: str, notification: Notification | None
     ) -> bool:
         """In one transaction: remember `event_id`, add `notification`, advance the source's
         offset. An event id seen before only advances the offset; returns whether it was new."""
 
-    def set_aside(
+    async def set_aside(
         self, source: str, offset: int, event_id: str, subject: str, payload: bytes, reason: str
     ) -> None:
         """Keep an event that cannot be applied (dead letter) and advance the offset past it."""
@@ -113,7 +113,7 @@ class Notifications:
     def __init__(self, store: NotificationStore) -> None:
         self._store = store
 
-    def list(
+    async def list(
         self, user_id: str, page_size: int, page_token: str, caller: str | None = None
     ) -> NotificationPage:
         violations = Violations()
@@ -121,19 +121,19 @@ class Notifications:
         page = page_request(page_size, page_token, violations)
         violations.raise_if_any()
         ensure_owner(caller, user_id)
-        notifications, token = page.fetch(
+        notifications, token = await page.fetch(
             lambda offset, limit: self._store.list_for_user(user_id, offset, limit)
         )
         return NotificationPage(notifications, token)
 
-    def offset(self, source: str) -> int:
-        return self._store.applied_offset(source)
+    async def offset(self, source: str) -> int:
+        return await self._store.applied_offset(source)
 
-    def receive(self, source: str, offset: int, event: Event) -> bool:
+    async def receive(self, source: str, offset: int, event: Event) -> bool:
         """Apply one event from `source` once; returns whether it was new."""
-        return self._store.apply(source, offset, event.event_id, notification_for(event))
+        return await self._store.apply(source, offset, event.event_id, notification_for(event))
 
-    def set_aside(
+    async def set_aside(
         self, source: str, offset: int, event_id: str, subject: str, payload: bytes, reason: str
     ) -> None:
-        self._store.set_aside(source, offset, event_id, subject, payload, reason)
+        await self._store.set_aside(source, offset, event_id, subject, payload, reason)

@@ -26,7 +26,7 @@ class NotificationServicer(notifications_pb2_grpc.NotificationServiceServicer):
     async def ListNotifications(
         self, request: notifications_pb2.ListNotificationsRequest, ctx: Context
     ) -> notifications_pb2.ListNotificationsResponse:
-        page = self._notifications.list(
+        page = await self._notifications.list(
             request.user_id, request.page_size, request.page_token, context.caller.get()
         )
         return notifications_pb2.ListNotificationsResponse(

@@ -33,11 +33,11 @@ class SqlNotificationStore:
     def __init__(self, database: str) -> None:
         self._db = connect(database, MIGRATIONS)
 
-    def add(self, notification: Notification) -> None:
-        self._insert(notification)
+    async def add(self, notification: Notification) -> None:
+        await self._insert(notification)
 
-    def _insert(self, notification: Notification) -> None:
-        self._db.execute(
+    async def _insert(self, notification: Notification) -> None:
+        await self._db.execute(
             "INSERT INTO notifications (notification_id, user_id, subject, body, create_time)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (notification_id) DO NOTHING",
             (
@@ -49,47 +49,53 @@ class SqlNotificationStore:
             ),
         )
 
-    def list_for_user(self, user_id: str, offset: int, limit: int) -> list[Notification]:
-        rows = self._db.execute(
-            "SELECT * FROM notifications WHERE user_id = ?"
-            " ORDER BY create_time DESC, notification_id DESC LIMIT ? OFFSET ?",
-            (user_id, limit, offset),
+    async def list_for_user(self, user_id: str, offset: int, limit: int) -> list[Notification]:
+        rows = (
+            await self._db.execute(
+                "SELECT * FROM notifications WHERE user_id = ?"
+                " ORDER BY create_time DESC, notification_id DESC LIMIT ? OFFSET ?",
+                (user_id, limit, offset),
+            )
         ).rows
         return [_notification(row) for row in rows]
 
-    def applied_offset(self, source: str) -> int:
-        row = self._db.execute(
-            'SELECT "offset" FROM source_offsets WHERE source = ?', (source,)
+    async def applied_offset(self, source: str) -> int:
+        row = (
+            await self._db.execute(
+                'SELECT "offset" FROM source_offsets WHERE source = ?', (source,)
+            )
         ).one()
         return 0 if row is None else int(row["offset"])
 
-    def apply(
+    async def apply(
         self, source: str, offset: int, event_id: str, notification: Notification | None
     ) -> bool:
-        with self._db.transaction():
-            new = self._db.execute(
-                'INSERT INTO applied_events (event_id, source, "offset", applied_time)'
-                " VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-                (event_id, source, offset, time.time()),
+        async with self._db.transaction():
+            new = (
+                await self._db.execute(
+                    'INSERT INTO applied_events (event_id, source, "offset", applied_time)'
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+                    (event_id, source, offset, time.time()),
+                )
             ).rowcount
             if new and notification is not None:
-                self._insert(notification)
-            self._advance(source, offset)
+                await self._insert(notification)
+            await self._advance(source, offset)
         return bool(new)
 
-    def set_aside(
+    async def set_aside(
         self, source: str, offset: int, event_id: str, subject: str, payload: bytes, reason: str
     ) -> None:
-        with self._db.transaction():
-            self._db.execute(
+        async with self._db.transaction():
+            await self._db.execute(
                 'INSERT INTO dead_letters (source, "offset", event_id, subject, payload, reason)'
                 ' VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source, "offset") DO NOTHING',
                 (source, offset, event_id, subject, payload, reason),
             )
-            self._advance(source, offset)
+            await self._advance(source, offset)
 
-    def _advance(self, source: str, offset: int) -> None:
-        self._db.execute(
+    async def _advance(self, source: str, offset: int) -> None:
+        await self._db.execute(
             'INSERT INTO source_offsets (source, "offset") VALUES (?, ?)'
             ' ON CONFLICT (source) DO UPDATE SET "offset" = CASE'
             ' WHEN excluded."offset" > source_offsets."offset" THEN excluded."offset"'
@@ -97,5 +103,5 @@ class SqlNotificationStore:
             (source, offset),
         )
 
-    def close(self) -> None:
-        self._db.close()
+    async def close(self) -> None:
+        await self._db.close()

@@ -144,32 +144,32 @@ class Payments(Protocol):
 
 
 class OrderStore(Protocol):
-    def create(self, order: Order, owner: str, lease_seconds: float) -> Order | None:
+    async def create(self, order: Order, owner: str, lease_seconds: float) -> Order | None:
         """Insert a new order leased to `owner`, with the event announcing it, in one
         transaction; None when its request id already exists."""
         ...
 
-    def get(self, order_id: str) -> Order | None: ...
+    async def get(self, order_id: str) -> Order | None: ...
 
-    def by_request_id(self, request_id: str) -> Order | None: ...
+    async def by_request_id(self, request_id: str) -> Order | None: ...
 
-    def list_for_user(self, user_id: str, offset: int, limit: int) -> list[Order]: ...
+    async def list_for_user(self, user_id: str, offset: int, limit: int) -> list[Order]: ...
 
-    def save(self, order: Order, owner: str, lease_seconds: float) -> None:
+    async def save(self, order: Order, owner: str, lease_seconds: float) -> None:
         """Persist a saga step, with the events it announces, and extend the owner's lease."""
         ...
 
-    def claim(self, order_id: str, owner: str, lease_seconds: float) -> bool:
+    async def claim(self, order_id: str, owner: str, lease_seconds: float) -> bool:
         """Take the lease on an order whose lease is free or expired."""
         ...
 
-    def release_lease(self, order_id: str, owner: str) -> None: ...
+    async def release_lease(self, order_id: str, owner: str) -> None: ...
 
-    def leased(self, order_id: str) -> bool:
+    async def leased(self, order_id: str) -> bool:
         """Whether some process holds a live lease on the order (its saga is running)."""
         ...
 
-    def unsettled(self) -> list[str]:
+    async def unsettled(self) -> list[str]:
         """Ids of orders whose saga still has steps to run."""
         ...
 
@@ -233,7 +233,7 @@ class Orders:
         if user_id:
             ensure_owner(caller, user_id)
         fingerprint = request_fingerprint(user_id, wanted, payment_token, shipping_address)
-        existing = None if violations else self._store.by_request_id(request_id)
+        existing = None if violations else await self._store.by_request_id(request_id)
         if existing is None:
             await self._check_references(user_id, wanted, violations)
             violations.raise_if_any()
@@ -250,10 +250,10 @@ class Orders:
                 create_time=now,
                 update_time=now,
             )
-            created = self._store.create(order, self._owner, self._options.lease_seconds)
+            created = await self._store.create(order, self._owner, self._options.lease_seconds)
             if created is not None:
                 return await self._run(created)
-            existing = self._store.by_request_id(request_id)
+            existing = await self._store.by_request_id(request_id)
             assert existing is not None
         if existing.fingerprint() != fingerprint:
             raise FailedPrecondition(
@@ -266,19 +266,21 @@ class Orders:
         violations = Violations()
         violations.check(bool(order_id), "order_id", "must not be empty")
         violations.raise_if_any()
-        order = self._store.get(order_id)
+        order = await self._store.get(order_id)
         if order is None:
             raise NotFound("order", order_id)
         ensure_owner(caller, order.user_id)
         return order
 
-    def list(self, user_id: str, page_size: int, page_token: str, caller: str | None) -> OrderPage:
+    async def list(
+        self, user_id: str, page_size: int, page_token: str, caller: str | None
+    ) -> OrderPage:
         violations = Violations()
         violations.check(bool(user_id), "user_id", "must not be empty")
         page = page_request(page_size, page_token, violations)
         violations.raise_if_any()
         ensure_owner(caller, user_id)
-        orders, token = page.fetch(
+        orders, token = await page.fetch(
             lambda offset, limit: self._store.list_for_user(user_id, offset, limit)
         )
         return OrderPage(orders, token)
@@ -288,15 +290,22 @@ class Orders:
         order = await self.get(order_id, caller)
         if order.status is Status.CANCELLED:
             return order
-        if order.step not in (Step.CONFIRMED, Step.COMPENSATING) or not self._store.claim(
+        if order.step not in (Step.CONFIRMED, Step.COMPENSATING) or not await self._store.claim(
             order_id, self._owner, self._options.lease_seconds
         ):
             raise FailedPrecondition(
                 "the order is still being placed; try again shortly", reason="ORDER_IN_PROGRESS"
             )
+        # Read again under the lease: another cancellation may have finished since the read.
+        latest = await self._store.get(order_id)
+        assert latest is not None
+        order = latest
+        if order.status is Status.CANCELLED:
+            await self._store.release_lease(order_id, self._owner)
+            return order
         if order.step is Step.CONFIRMED:
             why = f"cancelled by customer: {reason}" if reason else "cancelled by customer"
-            order = self._save(replace(order, step=Step.COMPENSATING, status_reason=why))
+            order = await self._save(replace(order, step=Step.COMPENSATING, status_reason=why))
         order = await self._run(order)
         if order.status is not Status.CANCELLED:
             raise Unavailable(
@@ -311,7 +320,7 @@ class Orders:
         yield order
         while not order.final:
             await self._next_change(order_id)
-            latest = self._store.get(order_id)
+            latest = await self._store.get(order_id)
             assert latest is not None
             if latest != order:
                 order = latest
@@ -320,10 +329,13 @@ class Orders:
     async def recover(self) -> int:
         """Resume every unfinished saga this process can lease; returns how many it finished."""
         finished = 0
-        for order_id in self._store.unsettled():
-            if self._store.claim(order_id, self._owner, self._options.lease_seconds):
-                order = self._store.get(order_id)
+        for order_id in await self._store.unsettled():
+            if await self._store.claim(order_id, self._owner, self._options.lease_seconds):
+                order = await self._store.get(order_id)
                 assert order is not None
+                if order.settled:  # another process finished it since the list was read
+                    await self._store.release_lease(order_id, self._owner)
+                    continue
                 log.info("resuming saga", extra={"order_id": order_id, "step": order.step.value})
                 finished += (await self._run(order)).settled
         return finished
@@ -349,7 +361,7 @@ class Orders:
                 extra={"order_id": order.order_id, "step": order.step.value, "error": str(error)},
             )
         finally:
-            self._store.release_lease(order.order_id, self._owner)
+            await self._store.release_lease(order.order_id, self._owner)
             self._notify(order.order_id)
         return order
 
@@ -359,10 +371,10 @@ class Orders:
                 try:
                     priced = await self._catalog.reserve(order.order_id, order.items)
                 except StepFailed as failure:
-                    return self._compensate(order, failure.reason)
+                    return await self._compensate(order, failure.reason)
                 await self._hold(Step.RESERVING)
                 total = sum(item.unit_price_cents * item.quantity for item in priced)
-                return self._save(
+                return await self._save(
                     replace(order, items=priced, total_cents=total, step=Step.CHARGING)
                 )
             case Step.CHARGING:
@@ -371,9 +383,9 @@ class Orders:
                         order.order_id, order.user_id, order.total_cents, order.payment_token
                     )
                 except StepFailed as failure:
-                    return self._compensate(order, failure.reason)
+                    return await self._compensate(order, failure.reason)
                 await self._hold(Step.CHARGING)
-                return self._save(
+                return await self._save(
                     replace(
                         order, payment_id=payment_id, step=Step.CONFIRMED, status=Status.CONFIRMED
                     )
@@ -382,16 +394,18 @@ class Orders:
                 await self._catalog.release(order.order_id)
                 if order.payment_id:
                     await self._payments.refund(order.payment_id)
-                return self._save(replace(order, step=Step.CANCELLED, status=Status.CANCELLED))
+                return await self._save(
+                    replace(order, step=Step.CANCELLED, status=Status.CANCELLED)
+                )
             case _:
                 raise AssertionError(f"order {order.order_id} is final at step {order.step}")
 
-    def _compensate(self, order: Order, reason: str) -> Order:
-        return self._save(replace(order, step=Step.COMPENSATING, status_reason=reason))
+    async def _compensate(self, order: Order, reason: str) -> Order:
+        return await self._save(replace(order, step=Step.COMPENSATING, status_reason=reason))
 
-    def _save(self, order: Order) -> Order:
+    async def _save(self, order: Order) -> Order:
         order = replace(order, update_time=self._clock())
-        self._store.save(order, self._owner, self._options.lease_seconds)
+        await self._store.save(order, self._owner, self._options.lease_seconds)
         self._notify(order.order_id)
         return order
 
@@ -403,8 +417,11 @@ class Orders:
     async def _settled(self, order_id: str) -> Order:
         """The order once its saga stops running: final, or waiting to be resumed."""
         while True:
+            # The lease first: a saga saves its last step before it lets the lease go, so an
+            # order read after the lease was seen free is as far as that saga took it.
+            leased = await self._store.leased(order_id)
             order = await self.get(order_id)
-            if order.final or not self._store.leased(order_id):
+            if order.final or not leased:
                 return order
             await self._next_change(order_id)
 

@@ -97,7 +97,7 @@ class OrderServicerV1(v1_grpc.OrderServiceServicer):
     async def ListOrders(
         self, request: v1.ListOrdersRequest, ctx: Context
     ) -> v1.ListOrdersResponse:
-        page = self._orders.list(
+        page = await self._orders.list(
             request.user_id, request.page_size, request.page_token, context.caller.get()
         )
         return v1.ListOrdersResponse(
@@ -141,7 +141,7 @@ class OrderServicerV2(v2_grpc.OrderServiceServicer):
     async def ListOrders(
         self, request: v2.ListOrdersRequest, ctx: Context
     ) -> v2.ListOrdersResponse:
-        page = self._orders.list(
+        page = await self._orders.list(
             request.user_id, request.page_size, request.page_token, context.caller.get()
         )
         return v2.ListOrdersResponse(

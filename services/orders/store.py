@@ -67,41 +67,43 @@ class SqlOrderStore(OrderStore):
         self._db = connect(database, MIGRATIONS)
         self.outbox = Outbox(self._db)
 
-    def create(self, order: Order, owner: str, lease_seconds: float) -> Order | None:
+    async def create(self, order: Order, owner: str, lease_seconds: float) -> Order | None:
         try:
-            with self._db.transaction():
-                self._db.execute(
+            async with self._db.transaction():
+                await self._db.execute(
                     f"INSERT INTO orders ({_COLUMNS}, lease_owner, lease_until) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (*_row(order), owner, time.time() + lease_seconds),
                 )
-                self.outbox.append([events.placed(order)])
+                await self.outbox.append([events.placed(order)])
         except IntegrityError:
             return None
         return order
 
-    def get(self, order_id: str) -> Order | None:
-        row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM orders WHERE order_id = ?", (order_id,)
+    async def get(self, order_id: str) -> Order | None:
+        row = (
+            await self._db.execute(f"SELECT {_COLUMNS} FROM orders WHERE order_id = ?", (order_id,))
         ).one()
         return None if row is None else _order(row)
 
-    def by_request_id(self, request_id: str) -> Order | None:
-        row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM orders WHERE request_id = ?", (request_id,)
+    async def by_request_id(self, request_id: str) -> Order | None:
+        row = (
+            await self._db.execute(
+                f"SELECT {_COLUMNS} FROM orders WHERE request_id = ?", (request_id,)
+            )
         ).one()
         return None if row is None else _order(row)
 
-    def list_for_user(self, user_id: str, offset: int, limit: int) -> list[Order]:
-        rows = self._db.execute(
+    async def list_for_user(self, user_id: str, offset: int, limit: int) -> list[Order]:
+        result = await self._db.execute(
             f"SELECT {_COLUMNS} FROM orders WHERE user_id = ? ORDER BY seq DESC LIMIT ? OFFSET ?",
             (user_id, limit, offset),
-        ).rows
-        return [_order(row) for row in rows]
+        )
+        return [_order(row) for row in result.rows]
 
-    def save(self, order: Order, owner: str, lease_seconds: float) -> None:
-        with self._db.transaction():
-            self._db.execute(
+    async def save(self, order: Order, owner: str, lease_seconds: float) -> None:
+        async with self._db.transaction():
+            await self._db.execute(
                 "UPDATE orders SET items = ?, status = ?, step = ?, total_cents = ?, "
                 "status_reason = ?, payment_id = ?, update_time = ?, lease_owner = ?, "
                 "lease_until = ? WHERE order_id = ?",
@@ -118,38 +120,40 @@ class SqlOrderStore(OrderStore):
                     order.order_id,
                 ),
             )
-            self.outbox.append(events.saved(order))
+            await self.outbox.append(events.saved(order))
 
-    def claim(self, order_id: str, owner: str, lease_seconds: float) -> bool:
+    async def claim(self, order_id: str, owner: str, lease_seconds: float) -> bool:
         # One conditional UPDATE: on PostgreSQL a racing claim waits for the row lock, then
         # re-checks the condition against the winner's lease and changes nothing.
         now = time.time()
-        cursor = self._db.execute(
+        cursor = await self._db.execute(
             "UPDATE orders SET lease_owner = ?, lease_until = ? "
             "WHERE order_id = ? AND (lease_until < ? OR lease_owner IS NULL)",
             (owner, now + lease_seconds, order_id, now),
         )
         return cursor.rowcount == 1
 
-    def release_lease(self, order_id: str, owner: str) -> None:
-        self._db.execute(
+    async def release_lease(self, order_id: str, owner: str) -> None:
+        await self._db.execute(
             "UPDATE orders SET lease_owner = NULL, lease_until = 0 "
             "WHERE order_id = ? AND lease_owner = ?",
             (order_id, owner),
         )
 
-    def leased(self, order_id: str) -> bool:
-        row = self._db.execute(
-            "SELECT lease_until FROM orders WHERE order_id = ? AND lease_owner IS NOT NULL",
-            (order_id,),
+    async def leased(self, order_id: str) -> bool:
+        row = (
+            await self._db.execute(
+                "SELECT lease_until FROM orders WHERE order_id = ? AND lease_owner IS NOT NULL",
+                (order_id,),
+            )
         ).one()
         return row is not None and row["lease_until"] > time.time()
 
-    def unsettled(self) -> list[str]:
-        rows = self._db.execute(
+    async def unsettled(self) -> list[str]:
+        result = await self._db.execute(
             "SELECT order_id FROM orders WHERE step NOT IN ('CONFIRMED', 'CANCELLED') ORDER BY seq"
-        ).rows
-        return [row["order_id"] for row in rows]
+        )
+        return [row["order_id"] for row in result.rows]
 
-    def close(self) -> None:
-        self._db.close()
+    async def close(self) -> None:
+        await self._db.close()

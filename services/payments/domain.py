@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
@@ -37,15 +37,15 @@ class Payment:
 
 
 class PaymentStore(Protocol):
-    def transaction(self) -> AbstractContextManager[None]:
+    def transaction(self) -> AbstractAsyncContextManager[None]:
         """Make the reads and writes inside the block atomic: all of them or none."""
 
-    def add_once(self, payment: Payment) -> Payment:
+    async def add_once(self, payment: Payment) -> Payment:
         """Insert `payment` unless its idempotency key is taken; return the key's payment."""
 
-    def get(self, payment_id: str) -> Payment | None: ...
+    async def get(self, payment_id: str) -> Payment | None: ...
 
-    def set_state(self, payment_id: str, state: PaymentState) -> None:
+    async def set_state(self, payment_id: str, state: PaymentState) -> None:
         """Change a payment's state inside `transaction()`, with the event announcing it."""
 
 
@@ -60,7 +60,7 @@ class Payments:
         self._new_id = new_id
         self._clock = clock
 
-    def charge(
+    async def charge(
         self,
         idempotency_key: str,
         user_id: str,
@@ -80,7 +80,7 @@ class Payments:
         attempt = Payment(
             self._new_id(), idempotency_key, user_id, amount_cents, state, self._clock()
         )
-        payment = self._store.add_once(attempt)
+        payment = await self._store.add_once(attempt)
         if (payment.user_id, payment.amount_cents) != (user_id, amount_cents):
             raise FailedPrecondition(
                 f"idempotency key {idempotency_key!r} was used for a different charge",
@@ -90,19 +90,19 @@ class Payments:
             raise FailedPrecondition("the card was declined", reason="CARD_DECLINED")
         return payment
 
-    def refund(self, payment_id: str, caller: str | None = None) -> Payment:
+    async def refund(self, payment_id: str, caller: str | None = None) -> Payment:
         """Give a captured payment back in full; refunding again returns the refunded payment."""
         self._check_id(payment_id)
-        with self._store.transaction():
-            payment = self._find(payment_id, caller)
+        async with self._store.transaction():
+            payment = await self._find(payment_id, caller)
             if payment.state is PaymentState.REFUNDED:
                 return payment
-            self._store.set_state(payment_id, PaymentState.REFUNDED)
+            await self._store.set_state(payment_id, PaymentState.REFUNDED)
         return replace(payment, state=PaymentState.REFUNDED)
 
-    def get(self, payment_id: str, caller: str | None = None) -> Payment:
+    async def get(self, payment_id: str, caller: str | None = None) -> Payment:
         self._check_id(payment_id)
-        return self._find(payment_id, caller)
+        return await self._find(payment_id, caller)
 
     @staticmethod
     def _check_id(payment_id: str) -> None:
@@ -110,8 +110,8 @@ class Payments:
         violations.check(bool(payment_id), "payment_id", "must not be empty")
         violations.raise_if_any()
 
-    def _find(self, payment_id: str, caller: str | None) -> Payment:
-        payment = self._store.get(payment_id)
+    async def _find(self, payment_id: str, caller: str | None) -> Payment:
+        payment = await self._store.get(payment_id)
         if payment is None or payment.state is PaymentState.DECLINED:
             raise NotFound("payment", payment_id)
         ensure_owner(caller, payment.user_id)

@@ -33,7 +33,7 @@ class PaymentServicer(payments_pb2_grpc.PaymentServiceServicer):
     async def ChargePayment(
         self, request: payments_pb2.ChargePaymentRequest, ctx: Context
     ) -> payments_pb2.ChargePaymentResponse:
-        payment = self._payments.charge(
+        payment = await self._payments.charge(
             request.idempotency_key,
             request.user_id,
             request.amount_cents,
@@ -45,11 +45,11 @@ class PaymentServicer(payments_pb2_grpc.PaymentServiceServicer):
     async def RefundPayment(
         self, request: payments_pb2.RefundPaymentRequest, ctx: Context
     ) -> payments_pb2.RefundPaymentResponse:
-        payment = self._payments.refund(request.payment_id, context.caller.get())
+        payment = await self._payments.refund(request.payment_id, context.caller.get())
         return payments_pb2.RefundPaymentResponse(payment=encode(payment))
 
     async def GetPayment(
         self, request: payments_pb2.GetPaymentRequest, ctx: Context
     ) -> payments_pb2.GetPaymentResponse:
-        payment = self._payments.get(request.payment_id, context.caller.get())
+        payment = await self._payments.get(request.payment_id, context.caller.get())
         return payments_pb2.GetPaymentResponse(payment=encode(payment))

@@ -3,7 +3,7 @@ charged once. Captures and refunds commit their events in the same transaction (
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
 
@@ -32,50 +32,56 @@ class SqlPaymentStore:
         self._db = connect(database, MIGRATIONS)
         self.outbox = Outbox(self._db)
 
-    def transaction(self) -> AbstractContextManager[None]:
+    def transaction(self) -> AbstractAsyncContextManager[None]:
         return self._db.transaction()
 
-    def add_once(self, payment: Payment) -> Payment:
+    async def add_once(self, payment: Payment) -> Payment:
         # The UNIQUE key, not a read before the write, is what makes concurrent retries safe:
         # every racer but one inserts nothing (on PostgreSQL it first waits for the one to
         # commit), and all read back the one stored row.
-        with self._db.transaction():
-            inserted = self._db.execute(
-                "INSERT INTO payments"
-                " (payment_id, idempotency_key, user_id, amount_cents, state, create_time)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
-                (
-                    payment.payment_id,
-                    payment.idempotency_key,
-                    payment.user_id,
-                    payment.amount_cents,
-                    payment.state.value,
-                    payment.create_time.isoformat(),
-                ),
+        async with self._db.transaction():
+            inserted = (
+                await self._db.execute(
+                    "INSERT INTO payments"
+                    " (payment_id, idempotency_key, user_id, amount_cents, state, create_time)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+                    (
+                        payment.payment_id,
+                        payment.idempotency_key,
+                        payment.user_id,
+                        payment.amount_cents,
+                        payment.state.value,
+                        payment.create_time.isoformat(),
+                    ),
+                )
             ).rowcount
             if inserted and payment.state is PaymentState.CAPTURED:
-                self.outbox.append([events.captured(payment)])
-        row = self._db.execute(
-            "SELECT * FROM payments WHERE idempotency_key = ?", (payment.idempotency_key,)
+                await self.outbox.append([events.captured(payment)])
+        row = (
+            await self._db.execute(
+                "SELECT * FROM payments WHERE idempotency_key = ?", (payment.idempotency_key,)
+            )
         ).one()
         assert row is not None
         return _payment(row)
 
-    def get(self, payment_id: str) -> Payment | None:
+    async def get(self, payment_id: str) -> Payment | None:
         # Inside a refund the row stays locked until commit, so a payment is refunded once.
-        row = self._db.execute(
-            f"SELECT * FROM payments WHERE payment_id = ?{self._db.row_lock}", (payment_id,)
+        row = (
+            await self._db.execute(
+                f"SELECT * FROM payments WHERE payment_id = ?{self._db.row_lock}", (payment_id,)
+            )
         ).one()
         return None if row is None else _payment(row)
 
-    def set_state(self, payment_id: str, state: PaymentState) -> None:
-        self._db.execute(
+    async def set_state(self, payment_id: str, state: PaymentState) -> None:
+        await self._db.execute(
             "UPDATE payments SET state = ? WHERE payment_id = ?", (state.value, payment_id)
         )
         if state is PaymentState.REFUNDED:
-            payment = self.get(payment_id)
+            payment = await self.get(payment_id)
             assert payment is not None
-            self.outbox.append([events.refunded(payment, utc_now())])
+            await self.outbox.append([events.refunded(payment, utc_now())])
 
-    def close(self) -> None:
-        self._db.close()
+    async def close(self) -> None:
+        await self._db.close()

@@ -2,31 +2,36 @@
 `postgresql://` URL): connections, real transactions, `?` placeholders on both, and versioned
 migrations applied at start-up under a lock.
 
-The API is synchronous: domain code calls stores synchronously, so on PostgreSQL the event loop
-waits out each round trip to the server (see the README's PostgreSQL section).
+The API is asynchronous and no statement runs on the event loop's thread, so a slow query delays
+only the calls waiting for the same database. SQLite's connection lives on a worker thread of its
+own (one per database), which runs one unit of work (a transaction, or a statement outside one) at
+a time; PostgreSQL uses psycopg's async connection pool. Migrations run synchronously at start-up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool
 
 Dialect = Literal["sqlite", "postgres"]
 Row = dict[str, Any]
 Params = Sequence[object]
+T = TypeVar("T")
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 _MIGRATION_FILE = re.compile(r"(\d+)_(\w+)\.sql")
@@ -67,7 +72,9 @@ class Database(Protocol):
     dialect: Dialect
 
     @property
-    def in_transaction(self) -> bool: ...
+    def in_transaction(self) -> bool:
+        """Whether the running task is inside a `transaction()` of this database."""
+        ...
 
     @property
     def row_lock(self) -> str:
@@ -76,39 +83,61 @@ class Database(Protocol):
         nothing on SQLite, whose transactions already hold the database's one write lock."""
         ...
 
-    def execute(self, sql: str, params: Params = ()) -> Result: ...
+    async def execute(self, sql: str, params: Params = ()) -> Result: ...
 
-    def executemany(self, sql: str, rows: Iterable[Params]) -> None: ...
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None: ...
 
-    def transaction(self) -> AbstractContextManager[None]:
-        """One write transaction; statements inside it join it, and so does a nested one."""
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """One write transaction; statements of the same task inside it join it, and so does a
+        nested one."""
         ...
 
-    def lock_until_commit(self, name: str) -> None:
+    async def lock_until_commit(self, name: str) -> None:
         """Inside a transaction: make other transactions taking the same lock wait until this
         one ends, so they commit in the order they took it."""
         ...
 
-    def migrate(self, migrations: Migrations) -> None: ...
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Inside a transaction: call `callback` (on the event loop) once it has committed."""
+        ...
 
-    def close(self) -> None: ...
+    def migrate(self, migrations: Migrations) -> None:
+        """Apply `migrations` now, blocking: for start-up, before the service serves."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 def connect(target: str, *migrations: Migrations, pool_size: int = 4) -> Database:
     """Open `target` (a `postgresql://` URL, else an SQLite path or `:memory:`) and bring its
-    schema up to date with `migrations`."""
-    database: Database
+    schema up to date with `migrations` (blocking: call it at start-up)."""
     if target.startswith(POSTGRES_SCHEMES):
-        database = PostgresDatabase(target, pool_size)
-    else:
-        database = SqliteDatabase(target)
+        # Its pool opens on first use, inside the event loop: nothing to close if this fails.
+        postgres = PostgresDatabase(target, pool_size)
+        for component in migrations:
+            postgres.migrate(component)
+        return postgres
+    sqlite = SqliteDatabase(target)
     try:
         for component in migrations:
-            database.migrate(component)
+            sqlite.migrate(component)
     except BaseException:
-        database.close()
+        sqlite.shut_down()
         raise
-    return database
+    return sqlite
+
+
+@dataclass
+class _Transaction:
+    """The running task's open transaction: its connection (PostgreSQL) and what to call once
+    it commits."""
+
+    connection: Any = None
+    on_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def committed(self) -> None:
+        for callback in self.on_commit:
+            callback()
 
 
 _SCHEMA_MIGRATIONS = """
@@ -130,26 +159,57 @@ def _dict_row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> Row:
     return {column[0]: value for column, value in zip(cursor.description, values, strict=True)}
 
 
+def _open_sqlite(path: str) -> sqlite3.Connection:
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.row_factory = _dict_row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    # Several processes may share a file (the orders canary): wait for a lock, do not fail.
+    db.execute("PRAGMA busy_timeout=5000")
+    return db
+
+
 class SqliteDatabase:
+    """One connection, owned by a worker thread of its own that runs every statement: the event
+    loop only waits for the results. Units of work take turns on the connection."""
+
     dialect: Dialect = "sqlite"
     row_lock = ""
 
     def __init__(self, path: str) -> None:
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = _dict_row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        # Several processes may share a file (the orders canary): wait for a lock, do not fail.
-        self._db.execute("PRAGMA busy_timeout=5000")
+        # An sqlite3 connection belongs to the thread that made it.
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
+        self._db = self._worker.submit(_open_sqlite, path).result()
+        # A transaction holds the turn across the awaits inside it; a statement outside one
+        # takes it too, or it would run inside another task's open transaction.
+        self._turn = asyncio.Lock()
+        self._transaction: ContextVar[_Transaction | None] = ContextVar(
+            "sqlite_transaction", default=None
+        )
 
     @property
     def in_transaction(self) -> bool:
-        return self._db.in_transaction
+        return self._transaction.get() is not None
 
-    def execute(self, sql: str, params: Params = ()) -> Result:
+    async def _on_worker(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, work)
+
+    async def _unit(self, work: Callable[[], T]) -> T:
+        """`work` on the worker: inside the task's transaction, or as a unit of its own."""
+        if self.in_transaction:
+            return await self._on_worker(work)
+        async with self._turn:
+            return await self._on_worker(work)
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work(connection)` on the worker thread, as a unit of work: for what the API has no
+        call for (a user-defined function, a backup)."""
+        return await self._unit(lambda: work(self._db))
+
+    def _execute(self, sql: str, params: Params) -> Result:
         try:
             cursor = self._db.execute(sql, params)
         except sqlite3.IntegrityError as error:
@@ -157,33 +217,57 @@ class SqliteDatabase:
         rows = cursor.fetchall() if cursor.description else []
         return Result(rows, cursor.rowcount)
 
-    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+    async def execute(self, sql: str, params: Params = ()) -> Result:
+        return await self._unit(lambda: self._execute(sql, params))
+
+    def _executemany(self, sql: str, rows: list[Params]) -> None:
         try:
             self._db.executemany(sql, rows)
         except sqlite3.IntegrityError as error:
             raise IntegrityError(str(error)) from error
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        batch = list(rows)
+        await self._unit(lambda: self._executemany(sql, batch))
+
+    def _rollback(self) -> None:
+        # Also after a cancelled BEGIN that still ran: the worker runs its queue in order.
         if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        if self.in_transaction:
             yield
             return
-        # IMMEDIATE takes the write lock up front, so a check-then-update is never interleaved
-        # with another process writing the same file.
+        async with self._turn:
+            state = _Transaction()
+            token = self._transaction.set(state)
+            try:
+                # IMMEDIATE takes the write lock up front, so a check-then-update is never
+                # interleaved with another process writing the same file.
+                await self._on_worker(lambda: self._db.execute("BEGIN IMMEDIATE"))
+                yield
+                await self._on_worker(lambda: self._db.execute("COMMIT"))
+            except BaseException:
+                await self._on_worker(self._rollback)
+                raise
+            finally:
+                self._transaction.reset(token)
+        state.committed()
+
+    async def lock_until_commit(self, name: str) -> None:
+        assert self.in_transaction, "lock_until_commit needs a transaction"
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        state = self._transaction.get()
+        assert state is not None, "after_commit needs a transaction"
+        state.on_commit.append(callback)
+
+    def _migrate(self, migrations: Migrations) -> None:
+        # One IMMEDIATE transaction: a second process starting now waits, then finds it done.
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    def lock_until_commit(self, name: str) -> None:
-        assert self._db.in_transaction, "lock_until_commit needs a transaction"
-
-    def migrate(self, migrations: Migrations) -> None:
-        # One IMMEDIATE transaction: a second process starting now waits, then finds it done.
-        with self.transaction():
             self._db.execute(_SCHEMA_MIGRATIONS)
             done = {
                 row["version"]
@@ -202,9 +286,23 @@ class SqliteDatabase:
                     "INSERT INTO schema_migrations VALUES (?, ?, ?, ?)",
                     (migrations.component, version, name, _applied_time()),
                 )
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
-    def close(self) -> None:
-        self._db.close()
+    def migrate(self, migrations: Migrations) -> None:
+        self._worker.submit(self._migrate, migrations).result()
+
+    def shut_down(self) -> None:
+        """Close the connection and stop the worker, blocking."""
+        self._worker.submit(self._db.close).result()
+        self._worker.shutdown()
+
+    async def close(self) -> None:
+        async with self._turn:
+            await self._on_worker(self._db.close)
+        self._worker.shutdown()
 
 
 def _sqlite_statements(script: str) -> Iterator[str]:
@@ -230,17 +328,19 @@ def _lock_key(name: str) -> int:
 
 
 _MIGRATION_LOCK = _lock_key("shop.schema_migrations")
-Connection = psycopg.Connection[DictRow]
+Connection = psycopg.AsyncConnection[DictRow]
 
 
 class PostgresDatabase:
-    """A small pool of autocommit connections; a transaction pins one to the running context
-    (thread or task), so the statements inside it, and only those, run on it."""
+    """A small async pool of autocommit connections; a transaction pins one to the running
+    task, so the statements inside it, and only those, run on it."""
 
     dialect: Dialect = "postgres"
 
     def __init__(self, url: str, pool_size: int = 4, timeout: float = 30.0) -> None:
-        self._pool: ConnectionPool[Connection] = ConnectionPool(
+        self._url = url
+        # Opened on first use: an async pool belongs to the event loop that opens it.
+        self._pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             url,
             connection_class=Connection,
             kwargs={"autocommit": True, "row_factory": dict_row},
@@ -249,60 +349,78 @@ class PostgresDatabase:
             timeout=timeout,
             open=False,
         )
-        self._pool.open(wait=True, timeout=timeout)
-        self._pinned: ContextVar[Connection | None] = ContextVar("pinned", default=None)
+        self._opened = False
+        self._transaction: ContextVar[_Transaction | None] = ContextVar(
+            "postgres_transaction", default=None
+        )
 
     @property
     def in_transaction(self) -> bool:
-        return self._pinned.get() is not None
+        return self._transaction.get() is not None
 
     @property
     def row_lock(self) -> str:
         return " FOR UPDATE" if self.in_transaction else ""
 
-    @contextmanager
-    def _connection(self) -> Iterator[Connection]:
-        pinned = self._pinned.get()
-        if pinned is not None:
-            yield pinned
+    async def _open(self) -> AsyncConnectionPool[Connection]:
+        if not self._opened:
+            await self._pool.open()  # safe to repeat, so racing first calls are fine
+            self._opened = True
+        return self._pool
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        state = self._transaction.get()
+        if state is not None:
+            yield state.connection
         else:
-            with self._pool.connection() as connection:
+            async with (await self._open()).connection() as connection:
                 yield connection
 
-    def execute(self, sql: str, params: Params = ()) -> Result:
-        with self._connection() as connection:
+    async def execute(self, sql: str, params: Params = ()) -> Result:
+        async with self._connection() as connection:
             try:
-                cursor = connection.execute(_postgres_sql(sql), params)
+                cursor = await connection.execute(_postgres_sql(sql), params)
             except psycopg.IntegrityError as error:
                 raise IntegrityError(str(error)) from error
-            rows = cursor.fetchall() if cursor.description else []
+            rows = await cursor.fetchall() if cursor.description else []
             return Result(rows, cursor.rowcount)
 
-    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
-        with self._connection() as connection, connection.cursor() as cursor:
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        async with self._connection() as connection, connection.cursor() as cursor:
             try:
-                cursor.executemany(_postgres_sql(sql), rows)
+                await cursor.executemany(_postgres_sql(sql), rows)
             except psycopg.IntegrityError as error:
                 raise IntegrityError(str(error)) from error
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        if self._pinned.get() is not None:
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        if self.in_transaction:
             yield
             return
-        with self._pool.connection() as connection, connection.transaction():
-            token = self._pinned.set(connection)
-            try:
-                yield
-            finally:
-                self._pinned.reset(token)
+        pool = await self._open()
+        async with pool.connection() as connection:
+            state = _Transaction(connection)
+            async with connection.transaction():
+                token = self._transaction.set(state)
+                try:
+                    yield
+                finally:
+                    self._transaction.reset(token)
+        state.committed()
 
-    def lock_until_commit(self, name: str) -> None:
+    async def lock_until_commit(self, name: str) -> None:
         assert self.in_transaction, "lock_until_commit needs a transaction"
-        self.execute("SELECT pg_advisory_xact_lock(?)", (_lock_key(name),))
+        await self.execute("SELECT pg_advisory_xact_lock(?)", (_lock_key(name),))
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        state = self._transaction.get()
+        assert state is not None, "after_commit needs a transaction"
+        state.on_commit.append(callback)
 
     def migrate(self, migrations: Migrations) -> None:
-        with self._pool.connection() as connection:
+        # A connection of its own, outside the pool (which opens in the event loop, later).
+        with psycopg.connect(self._url, autocommit=True, row_factory=dict_row) as connection:
             # A session lock across the whole run: two processes starting together take turns,
             # and the second finds every migration recorded. CREATE TABLE IF NOT EXISTS is
             # itself not safe to race, so it runs under the lock too.
@@ -328,5 +446,5 @@ class PostgresDatabase:
             finally:
                 connection.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
 
-    def close(self) -> None:
-        self._pool.close()
+    async def close(self) -> None:
+        await self._pool.close()

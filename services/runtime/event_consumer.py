@@ -28,10 +28,10 @@ CHANNEL_OPTIONS = (
 
 
 class EventHandler(Protocol):
-    def offset(self, source: str) -> int:
+    async def offset(self, source: str) -> int:
         """The offset of the last event from `source` this consumer has applied."""
 
-    def apply(self, source: str, event: events_pb2.Event) -> None:
+    async def apply(self, source: str, event: events_pb2.Event) -> None:
         """Apply `event` and record its offset, atomically; a repeated event id changes only
         the offset. Never raises for a bad event: it is set aside instead."""
 
@@ -59,7 +59,7 @@ async def consume(
             await asyncio.sleep(retry_seconds)
 
 
-def apply_traced(handler: EventHandler, source: str, event: events_pb2.Event) -> None:
+async def apply_traced(handler: EventHandler, source: str, event: events_pb2.Event) -> None:
     """Apply `event` in a span that continues the trace of the call that caused it."""
     with tracer.start_as_current_span(
         f"apply {event.subject}",
@@ -67,7 +67,7 @@ def apply_traced(handler: EventHandler, source: str, event: events_pb2.Event) ->
         kind=trace.SpanKind.CONSUMER,
         attributes={"messaging.message.id": event.event_id, "messaging.source": source},
     ):
-        handler.apply(source, event)
+        await handler.apply(source, event)
 
 
 class _Acks:
@@ -113,13 +113,13 @@ async def _follow(
     subjects: tuple[str, ...],
 ) -> None:
     request = events_pb2.SubscribeRequest(
-        consumer=consumer, after_offset=handler.offset(source), subjects=subjects
+        consumer=consumer, after_offset=await handler.offset(source), subjects=subjects
     )
     acks = _Acks(stub, consumer)
     try:
         async for response in stub.Subscribe(request, wait_for_ready=True):
             for event in response.events:
-                apply_traced(handler, source, event)
+                await apply_traced(handler, source, event)
             if response.events:
                 acks.advance(response.events[-1].offset)
     finally:

@@ -52,7 +52,7 @@ class EventStreamServicer(events_pb2_grpc.EventStreamServiceServicer):
         offset = request.after_offset
         subjects = tuple(request.subjects)
         while not self._closing:
-            batch = self._outbox.after(offset, BATCH, subjects)
+            batch = await self._outbox.after(offset, BATCH, subjects)
             if batch:
                 offset = batch[-1].offset
                 yield events_pb2.SubscribeResponse(events=[encode(e) for e in batch])
@@ -61,7 +61,7 @@ class EventStreamServicer(events_pb2_grpc.EventStreamServiceServicer):
 
     async def Ack(self, request: events_pb2.AckRequest, ctx: Context) -> events_pb2.AckResponse:
         _check(request.consumer, "offset", request.offset)
-        committed = self._outbox.ack(request.consumer, request.offset)
+        committed = await self._outbox.ack(request.consumer, request.offset)
         return events_pb2.AckResponse(committed_offset=committed)
 
 

@@ -78,9 +78,9 @@ class OutboxRelay:
 
     async def run_forever(self) -> None:
         await asyncio.to_thread(ensure_topics, self._bootstrap, self._subjects)
-        offset = self._outbox.acked(RELAY)
+        offset = await self._outbox.acked(RELAY)
         while True:
-            batch = self._outbox.after(offset, BATCH)
+            batch = await self._outbox.after(offset, BATCH)
             if not batch:
                 await self._outbox.wait()
                 continue
@@ -91,7 +91,7 @@ class OutboxRelay:
                 await asyncio.sleep(self._retry_seconds)
                 continue
             offset = batch[-1].offset
-            self._outbox.ack(RELAY, offset)
+            await self._outbox.ack(RELAY, offset)
 
     def _publish(self, batch: list[StoredEvent]) -> None:
         """Produce `batch` and wait for the broker's acks (runs on a worker thread)."""
@@ -166,7 +166,7 @@ async def consume_kafka(
                     log.warning("Kafka consumer error", extra={"error": str(error)})
                     continue
                 source = f"kafka:{message.topic()}/{message.partition()}"
-                apply_traced(handler, source, envelope(message))
+                await apply_traced(handler, source, envelope(message))
                 applied = True
             if applied:
                 await asyncio.to_thread(consumer.commit, asynchronous=False)

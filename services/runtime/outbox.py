@@ -64,7 +64,7 @@ class Outbox:
     def __post_init__(self) -> None:
         self.db.migrate(MIGRATIONS)
 
-    def append(self, events: Iterable[NewEvent]) -> None:
+    async def append(self, events: Iterable[NewEvent]) -> None:
         """Write `events`; call inside the transaction that makes the change they announce."""
         assert self.db.in_transaction, "outbox events must join the state change's transaction"
         headers: dict[str, str] = {}
@@ -83,26 +83,29 @@ class Outbox:
         if not rows:
             return  # a change that announces nothing takes no lock
         # Held until commit (a no-op on SQLite): offsets are taken and committed in turn.
-        self.db.lock_until_commit("shop.outbox")
-        self.db.executemany(
+        await self.db.lock_until_commit("shop.outbox")
+        await self.db.executemany(
             "INSERT INTO outbox (event_id, subject, key, payload, headers, create_time)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             rows,
         )
-        # Readers run on this thread's event loop, so they wake after the commit.
-        self.wake()
+        self.db.after_commit(self.wake)
 
-    def after(self, offset: int, limit: int, subjects: Sequence[str] = ()) -> list[StoredEvent]:
+    async def after(
+        self, offset: int, limit: int, subjects: Sequence[str] = ()
+    ) -> list[StoredEvent]:
         """Events with an offset above `offset`, oldest first, at most `limit`."""
         where = '"offset" > ?'
         args: list[object] = [offset]
         if subjects:
             where += f" AND subject IN ({', '.join('?' * len(subjects))})"
             args.extend(subjects)
-        rows = self.db.execute(
-            'SELECT "offset", event_id, subject, key, payload, headers, create_time FROM outbox'
-            f' WHERE {where} ORDER BY "offset" LIMIT ?',
-            (*args, limit),
+        rows = (
+            await self.db.execute(
+                'SELECT "offset", event_id, subject, key, payload, headers, create_time FROM outbox'
+                f' WHERE {where} ORDER BY "offset" LIMIT ?',
+                (*args, limit),
+            )
         ).rows
         return [
             StoredEvent(
@@ -133,16 +136,18 @@ class Outbox:
         finally:
             self._waiters.discard(waiter)
 
-    def acked(self, consumer: str) -> int:
+    async def acked(self, consumer: str) -> int:
         """`consumer`'s committed offset (0 before its first ack)."""
-        row = self.db.execute(
-            "SELECT acked_offset FROM outbox_consumers WHERE consumer = ?", (consumer,)
+        row = (
+            await self.db.execute(
+                "SELECT acked_offset FROM outbox_consumers WHERE consumer = ?", (consumer,)
+            )
         ).one()
         return 0 if row is None else int(row["acked_offset"])
 
-    def ack(self, consumer: str, offset: int) -> int:
+    async def ack(self, consumer: str, offset: int) -> int:
         """Record `consumer`'s progress (never backwards); returns its committed offset."""
-        self.db.execute(
+        await self.db.execute(
             "INSERT INTO outbox_consumers (consumer, acked_offset, ack_time) VALUES (?, ?, ?)"
             " ON CONFLICT (consumer) DO UPDATE SET"
             " acked_offset = CASE WHEN excluded.acked_offset > outbox_consumers.acked_offset"
@@ -150,4 +155,4 @@ class Outbox:
             " ack_time = excluded.ack_time",
             (consumer, offset, time.time()),
         )
-        return self.acked(consumer)
+        return await self.acked(consumer)

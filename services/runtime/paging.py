@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -24,12 +24,12 @@ class PageRequest:
     size: int
     offset: int
 
-    def fetch(self, rows: Callable[[int, int], list[T]]) -> tuple[list[T], str]:
+    async def fetch(self, rows: Callable[[int, int], Awaitable[list[T]]]) -> tuple[list[T], str]:
         """This page's items from `rows(offset, limit)`, and the next page's token ("" if none).
 
         One extra row is asked for, to tell whether another page follows.
         """
-        found = rows(self.offset, self.size + 1)
+        found = await rows(self.offset, self.size + 1)
         items = found[: self.size]
         more = len(found) > self.size
         return items, encode_token(self.offset + len(items)) if more else ""

@@ -27,12 +27,12 @@ class User:
 
 
 class UserStore(Protocol):
-    def add(self, user: User) -> None:
+    async def add(self, user: User) -> None:
         """Insert `user`; raise AlreadyExists when the email is taken."""
 
-    def get(self, user_id: str) -> User | None: ...
+    async def get(self, user_id: str) -> User | None: ...
 
-    def list(self, offset: int, limit: int) -> list[User]: ...
+    async def list(self, offset: int, limit: int) -> list[User]: ...
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Users:
         self._new_id = new_id
         self._clock = clock
 
-    def create(self, email: str, display_name: str) -> User:
+    async def create(self, email: str, display_name: str) -> User:
         email = email.strip().lower()
         display_name = display_name.strip()
         violations = Violations()
@@ -68,24 +68,24 @@ class Users:
         )
         violations.raise_if_any()
         user = User(self._new_id(), email, display_name, self._clock())
-        self._store.add(user)
+        await self._store.add(user)
         return user
 
-    def get(self, user_id: str, caller: str | None = None) -> User:
+    async def get(self, user_id: str, caller: str | None = None) -> User:
         violations = Violations()
         violations.check(bool(user_id), "user_id", "must not be empty")
         violations.raise_if_any()
         ensure_owner(caller, user_id)
-        user = self._store.get(user_id)
+        user = await self._store.get(user_id)
         if user is None:
             raise NotFound("user", user_id)
         return user
 
-    def list(self, page_size: int, page_token: str, caller: str | None = None) -> UserPage:
+    async def list(self, page_size: int, page_token: str, caller: str | None = None) -> UserPage:
         """Every user (emails included): for back-office workloads in the mesh, never for a
         customer, who reads their own record with `get`."""
         ensure_in_mesh(caller, "listing users")
         violations = Violations()
         page = page_request(page_size, page_token, violations)
         violations.raise_if_any()
-        return UserPage(*page.fetch(self._store.list))
+        return UserPage(*await page.fetch(self._store.list))

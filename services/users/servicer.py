@@ -25,19 +25,19 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
     async def CreateUser(
         self, request: users_pb2.CreateUserRequest, ctx: Context
     ) -> users_pb2.CreateUserResponse:
-        user = self._users.create(request.email, request.display_name)
+        user = await self._users.create(request.email, request.display_name)
         return users_pb2.CreateUserResponse(user=encode(user))
 
     async def GetUser(
         self, request: users_pb2.GetUserRequest, ctx: Context
     ) -> users_pb2.GetUserResponse:
-        user = self._users.get(request.user_id, context.caller.get())
+        user = await self._users.get(request.user_id, context.caller.get())
         return users_pb2.GetUserResponse(user=encode(user))
 
     async def ListUsers(
         self, request: users_pb2.ListUsersRequest, ctx: Context
     ) -> users_pb2.ListUsersResponse:
-        page = self._users.list(request.page_size, request.page_token, context.caller.get())
+        page = await self._users.list(request.page_size, request.page_token, context.caller.get())
         return users_pb2.ListUsersResponse(
             users=[encode(user) for user in page.users], next_page_token=page.next_page_token
         )

@@ -25,9 +25,9 @@ class SqlUserStore:
     def __init__(self, database: str) -> None:
         self._db = connect(database, MIGRATIONS)
 
-    def add(self, user: User) -> None:
+    async def add(self, user: User) -> None:
         try:
-            self._db.execute(
+            await self._db.execute(
                 "INSERT INTO users (user_id, email, display_name, create_time) VALUES (?, ?, ?, ?)",
                 (user.user_id, user.email, user.display_name, user.create_time.isoformat()),
             )
@@ -36,15 +36,17 @@ class SqlUserStore:
                 f"a user with email {user.email!r} already exists", reason="EMAIL_TAKEN"
             ) from None
 
-    def get(self, user_id: str) -> User | None:
-        row = self._db.execute("SELECT * FROM users WHERE user_id = ?", (user_id,)).one()
+    async def get(self, user_id: str) -> User | None:
+        row = (await self._db.execute("SELECT * FROM users WHERE user_id = ?", (user_id,))).one()
         return None if row is None else _user(row)
 
-    def list(self, offset: int, limit: int) -> list[User]:
-        rows = self._db.execute(
-            "SELECT * FROM users ORDER BY seq LIMIT ? OFFSET ?", (limit, offset)
+    async def list(self, offset: int, limit: int) -> list[User]:
+        rows = (
+            await self._db.execute(
+                "SELECT * FROM users ORDER BY seq LIMIT ? OFFSET ?", (limit, offset)
+            )
         ).rows
         return [_user(row) for row in rows]
 
-    def close(self) -> None:
-        self._db.close()
+    async def close(self) -> None:
+        await self._db.close()

@@ -44,13 +44,16 @@ class OrdersProducer:
         self._path = str(path)
 
     def _place(self, token: str, address: Address | None = None) -> None:
+        asyncio.run(self._placed(token, address))
+
+    async def _placed(self, token: str, address: Address | None) -> None:
         store = SqlOrderStore(self._path)
         try:
             orders = Orders(store, FakeUsers(), FakeCatalog(), FakePayments(), SagaOptions())
             request_id = f"req-pact-{next(_serial)}"
-            asyncio.run(orders.place(request_id, USER, [Item("sku-a", 2)], token, address))
+            await orders.place(request_id, USER, [Item("sku-a", 2)], token, address)
         finally:
-            store.close()
+            await store.close()
 
     def states(self) -> dict[str, StateSetup]:
         berlin = Address("Ann", "1 Main St", "Berlin", "10115", "DE")
@@ -65,11 +68,14 @@ class OrdersProducer:
         }
 
     def events(self, subject: str) -> Sequence[StoredEvent]:
+        return asyncio.run(self._events(subject))
+
+    async def _events(self, subject: str) -> Sequence[StoredEvent]:
         store = SqlOrderStore(self._path)
         try:
-            return store.outbox.after(0, 1000, [subject])
+            return await store.outbox.after(0, 1000, [subject])
         finally:
-            store.close()
+            await store.close()
 
 
 class PaymentsProducer:
@@ -79,14 +85,17 @@ class PaymentsProducer:
         self._path = str(path)
 
     def _charge(self, *, refund: bool) -> None:
+        asyncio.run(self._charged(refund=refund))
+
+    async def _charged(self, *, refund: bool) -> None:
         store = SqlPaymentStore(self._path)
         try:
             payments = Payments(store)
-            payment = payments.charge(f"ord_pact_{next(_serial)}", USER, 1200, "tok_visa")
+            payment = await payments.charge(f"ord_pact_{next(_serial)}", USER, 1200, "tok_visa")
             if refund:
-                payments.refund(payment.payment_id)
+                await payments.refund(payment.payment_id)
         finally:
-            store.close()
+            await store.close()
 
     def states(self) -> dict[str, StateSetup]:
         return {
@@ -95,11 +104,14 @@ class PaymentsProducer:
         }
 
     def events(self, subject: str) -> Sequence[StoredEvent]:
+        return asyncio.run(self._events(subject))
+
+    async def _events(self, subject: str) -> Sequence[StoredEvent]:
         store = SqlPaymentStore(self._path)
         try:
-            return store.outbox.after(0, 1000, [subject])
+            return await store.outbox.after(0, 1000, [subject])
         finally:
-            store.close()
+            await store.close()
 
 
 def _setup(change: Callable[[], None]) -> StateSetup:

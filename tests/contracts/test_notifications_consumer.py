@@ -10,6 +10,7 @@ write events that this reader schema decodes into the same shape.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -44,15 +45,20 @@ def feed_entry(contents: str | bytes | None, metadata: Mapping[str, Any]) -> Not
         key="pact",
         payload=avro.wire_payload(reader, record),
     )
+    feed = asyncio.run(apply(SOURCE_OF[subject], event, record["user_id"]))
+    assert len(feed) == 1, f"{subject}: no feed entry (the event was set aside)"
+    return feed[0]
+
+
+async def apply(source: str, event: events_pb2.Event, user_id: str) -> list[Notification]:
+    """`event` applied by the real consumer to a fresh feed; returns the user's entries."""
     store = SqlNotificationStore(":memory:")
     try:
         notifications = Notifications(store)
-        FeedConsumer(notifications, default_registry()).apply(SOURCE_OF[subject], event)
-        feed = notifications.list(record["user_id"], 10, "").notifications
+        await FeedConsumer(notifications, default_registry()).apply(source, event)
+        return (await notifications.list(user_id, 10, "")).notifications
     finally:
-        store.close()
-    assert len(feed) == 1, f"{subject}: no feed entry (the event was set aside)"
-    return feed[0]
+        await store.close()
 
 
 def receive(

@@ -3,7 +3,7 @@ a fresh database on each backend (SQLite and PostgreSQL) for the store tests."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -24,7 +24,7 @@ BACKENDS = ("sqlite", "postgres")
 
 
 class Closable(Protocol):
-    def close(self) -> None: ...
+    async def close(self) -> None: ...
 
 
 C = TypeVar("C", bound=Closable)
@@ -43,9 +43,9 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def opened() -> Iterator[Opened]:
-    """`opened(store)` closes the store after the test: on PostgreSQL a store holds a pool of
-    connections and its threads."""
+async def opened() -> AsyncIterator[Opened]:
+    """`opened(store)` closes the store after the test: on SQLite a store holds a worker
+    thread, on PostgreSQL a pool of connections."""
     stores: list[Closable] = []
 
     def keep(store: C) -> C:
@@ -54,18 +54,18 @@ def opened() -> Iterator[Opened]:
 
     yield keep
     for store in reversed(stores):
-        store.close()
+        await store.close()
 
 
-def count_rows(database: str, table: str) -> int:
+async def count_rows(database: str, table: str) -> int:
     """Rows in `table`, read on a connection of its own: what any process would see."""
     db = connect(database)
     try:
-        row = db.execute(f"SELECT count(*) AS n FROM {table}").one()
+        row = (await db.execute(f"SELECT count(*) AS n FROM {table}")).one()
         assert row is not None
         return int(row["n"])
     finally:
-        db.close()
+        await db.close()
 
 
 def server_settings(name: str = "test") -> ServerSettings:

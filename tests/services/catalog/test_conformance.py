@@ -30,9 +30,9 @@ IMPLEMENTATIONS = [
 ]
 
 
-def catalog_service() -> Service:
+async def catalog_service() -> Service:
     catalog = Catalog(SqlCatalogStore(":memory:"))
-    catalog.seed(DEMO_PRODUCTS)
+    await catalog.seed(DEMO_PRODUCTS)
     return Service(
         "shop.catalog.v1.CatalogService",
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
@@ -55,7 +55,7 @@ async def stub(
 ) -> AsyncIterator[catalog_pb2_grpc.CatalogServiceAsyncStub]:
     """A client of a fresh catalog with the demo products, in the implementation under test."""
     if request.param == "python":
-        async with serving([catalog_service()]) as channel:
+        async with serving([await catalog_service()]) as channel:
             yield catalog_pb2_grpc.CatalogServiceStub(channel)
         return
     binary = request.getfixturevalue("catalog_go")

@@ -35,16 +35,16 @@ def placed(n: int) -> NewEvent:
     return NewEvent("shop.orders.OrderPlaced", f"ord_{n}", record)
 
 
-def publish(outbox: Outbox, *events: NewEvent) -> None:
-    with outbox.db.transaction():
-        outbox.append(events)
+async def publish(outbox: Outbox, *events: NewEvent) -> None:
+    async with outbox.db.transaction():
+        await outbox.append(events)
 
 
 async def feed_of(notifications: Notifications, want: int) -> list[str]:
     """The feed's bodies once it has `want` entries, or whatever it has after 5 seconds."""
     deadline = time.monotonic() + 5
     while True:
-        bodies = [n.body for n in notifications.list("usr_ann", 100, "").notifications]
+        bodies = [n.body for n in (await notifications.list("usr_ann", 100, "")).notifications]
         if len(bodies) >= want or time.monotonic() > deadline:
             return bodies
         await asyncio.sleep(0.02)
@@ -65,12 +65,12 @@ async def run_feed(outbox: Outbox, notifications: Notifications, want: int) -> l
     )
     try:
         bodies = await feed_of(notifications, want)
-        last = outbox.after(0, 1000)[-1].offset
+        last = (await outbox.after(0, 1000))[-1].offset
         for _ in range(100):
-            if outbox.ack("notifications", 0) == last:  # acking 0 reads the committed offset
+            if await outbox.ack("notifications", 0) == last:  # acking 0 reads the committed offset
                 break
             await asyncio.sleep(0.02)
-        assert outbox.ack("notifications", 0) == last
+        assert await outbox.ack("notifications", 0) == last
         return bodies
     finally:
         task.cancel()
@@ -80,16 +80,16 @@ async def run_feed(outbox: Outbox, notifications: Notifications, want: int) -> l
 async def test_events_become_feed_entries_once_even_when_replayed(outbox: Outbox) -> None:
     store = SqlNotificationStore(":memory:")
     notifications = Notifications(store)
-    publish(outbox, placed(1), placed(2))
+    await publish(outbox, placed(1), placed(2))
     assert await run_feed(outbox, notifications, 2) == [
         "We received order ord_2 for 2 item(s).",
         "We received order ord_1 for 1 item(s).",
     ]
-    offset = store.applied_offset("orders")
-    assert offset == outbox.after(0, 10)[-1].offset
+    offset = await store.applied_offset("orders")
+    assert offset == (await outbox.after(0, 10))[-1].offset
     # Forget the offset, as a lost commit would: the redelivered events add nothing.
-    store._db.execute("DELETE FROM source_offsets")
-    publish(outbox, placed(3))
+    await store._db.execute("DELETE FROM source_offsets")
+    await publish(outbox, placed(3))
     bodies = await run_feed(outbox, notifications, 3)
     assert sorted(bodies) == sorted(
         f"We received order ord_{n} for {n} item(s)." for n in (1, 2, 3)
@@ -100,17 +100,17 @@ async def test_an_undecodable_event_is_set_aside_and_delivery_goes_on(
     outbox: Outbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = SqlNotificationStore(":memory:")
-    with outbox.db.transaction():
-        outbox.db.execute(
+    async with outbox.db.transaction():
+        await outbox.db.execute(
             "INSERT INTO outbox (event_id, subject, key, payload, headers, create_time)"
             " VALUES ('evt_bad', 'shop.orders.OrderPlaced', 'ord_x', ?, '{}', 0)",
             (b"\x00\x00\x00\x00\x01\xff",),
         )
-    publish(outbox, placed(1))
+    await publish(outbox, placed(1))
     with caplog.at_level(logging.ERROR, logger="shop.notifications.events"):
         bodies = await run_feed(outbox, Notifications(store), 1)
     assert bodies == ["We received order ord_1 for 1 item(s)."]
-    (letter,) = store._db.execute("SELECT event_id, reason FROM dead_letters").rows
+    (letter,) = (await store._db.execute("SELECT event_id, reason FROM dead_letters")).rows
     assert letter["event_id"] == "evt_bad"
     assert "shop.orders.OrderPlaced v1" in letter["reason"]
     assert any(r.getMessage() == "event set aside: it cannot be decoded" for r in caplog.records)
@@ -122,8 +122,8 @@ async def test_an_event_written_with_an_older_schema_is_read_with_the_newer_one(
     v1 = default_registry().subject("shop.orders.OrderPlaced").versions[0]
     record = {**placed(5).record}
     del record["shipping_country"]
-    with outbox.db.transaction():
-        outbox.db.execute(
+    async with outbox.db.transaction():
+        await outbox.db.execute(
             "INSERT INTO outbox (event_id, subject, key, payload, headers, create_time)"
             " VALUES ('evt_v1', 'shop.orders.OrderPlaced', 'ord_5', ?, ?, 0)",
             (encode(v1, record), json.dumps({})),

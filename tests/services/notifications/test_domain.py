@@ -32,43 +32,43 @@ def fields(error: InvalidArgument) -> set[str]:
     return {v.field for v in error.violations}
 
 
-def test_lists_one_users_notifications_newest_first(store: SqlNotificationStore) -> None:
+async def test_lists_one_users_notifications_newest_first(store: SqlNotificationStore) -> None:
     for n in (2, 0, 3, 1):
-        store.add(note(n))
-    store.add(note(9, user_id="usr_bob"))
-    page = Notifications(store).list("usr_ann", 0, "")
+        await store.add(note(n))
+    await store.add(note(9, user_id="usr_bob"))
+    page = await Notifications(store).list("usr_ann", 0, "")
     assert ids(page.notifications) == ["ntf_3", "ntf_2", "ntf_1", "ntf_0"]
     assert page.notifications[0] == note(3)
     assert page.next_page_token == ""
 
 
-def test_order_is_by_instant_whatever_the_zone(store: SqlNotificationStore) -> None:
+async def test_order_is_by_instant_whatever_the_zone(store: SqlNotificationStore) -> None:
     plus_two = timezone(timedelta(hours=2))
-    store.add(
+    await store.add(
         Notification("ntf_early", "usr_ann", "s", "b", datetime(2025, 1, 1, 13, 0, tzinfo=plus_two))
     )
-    store.add(
+    await store.add(
         Notification("ntf_late", "usr_ann", "s", "b", datetime(2025, 1, 1, 12, 0, tzinfo=UTC))
     )
-    assert ids(Notifications(store).list("usr_ann", 0, "").notifications) == [
+    assert ids((await Notifications(store).list("usr_ann", 0, "")).notifications) == [
         "ntf_late",
         "ntf_early",
     ]
 
 
-def test_adding_the_same_id_twice_is_a_no_op(store: SqlNotificationStore) -> None:
-    store.add(note(1))
-    store.add(Notification("ntf_1", "usr_ann", "changed", "changed", START))
-    assert Notifications(store).list("usr_ann", 0, "").notifications == [note(1)]
+async def test_adding_the_same_id_twice_is_a_no_op(store: SqlNotificationStore) -> None:
+    await store.add(note(1))
+    await store.add(Notification("ntf_1", "usr_ann", "changed", "changed", START))
+    assert (await Notifications(store).list("usr_ann", 0, "")).notifications == [note(1)]
 
 
-def test_pages_through_everything_once(store: SqlNotificationStore) -> None:
+async def test_pages_through_everything_once(store: SqlNotificationStore) -> None:
     for n in range(5):
-        store.add(note(n))
+        await store.add(note(n))
     notifications = Notifications(store)
     seen, token = [], ""
     while True:
-        page = notifications.list("usr_ann", 2, token)
+        page = await notifications.list("usr_ann", 2, token)
         seen += ids(page.notifications)
         token = page.next_page_token
         if not token:
@@ -76,12 +76,14 @@ def test_pages_through_everything_once(store: SqlNotificationStore) -> None:
     assert seen == ["ntf_4", "ntf_3", "ntf_2", "ntf_1", "ntf_0"]
 
 
-def test_only_the_owner_may_read(store: SqlNotificationStore) -> None:
-    store.add(note(1))
+async def test_only_the_owner_may_read(store: SqlNotificationStore) -> None:
+    await store.add(note(1))
     notifications = Notifications(store)
     with pytest.raises(PermissionDenied):
-        notifications.list("usr_ann", 0, "", caller="usr_bob")
-    assert ids(notifications.list("usr_ann", 0, "", caller="usr_ann").notifications) == ["ntf_1"]
+        await notifications.list("usr_ann", 0, "", caller="usr_bob")
+    assert ids((await notifications.list("usr_ann", 0, "", caller="usr_ann")).notifications) == [
+        "ntf_1"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -94,15 +96,15 @@ def test_only_the_owner_may_read(store: SqlNotificationStore) -> None:
         ("", 500, "garbage!", {"user_id", "page_size", "page_token"}),
     ],
 )
-def test_list_names_every_bad_field(
+async def test_list_names_every_bad_field(
     store: SqlNotificationStore, user_id: str, size: int, token: str, bad: set[str]
 ) -> None:
     with pytest.raises(InvalidArgument) as error:
-        Notifications(store).list(user_id, size, token)
+        await Notifications(store).list(user_id, size, token)
     assert fields(error.value) == bad
 
 
-def test_data_survives_reopening(database: str, opened: Opened) -> None:
-    opened(SqlNotificationStore(database)).add(note(1))
+async def test_data_survives_reopening(database: str, opened: Opened) -> None:
+    await opened(SqlNotificationStore(database)).add(note(1))
     reopened = Notifications(opened(SqlNotificationStore(database)))
-    assert reopened.list("usr_ann", 0, "").notifications == [note(1)]
+    assert (await reopened.list("usr_ann", 0, "")).notifications == [note(1)]

@@ -28,7 +28,7 @@ def notifications_service(store: SqlNotificationStore) -> Service:
 
 async def test_list_encodes_notifications(serve: Serve) -> None:
     store = SqlNotificationStore(":memory:")
-    store.add(Notification("ntf_1", "usr_ann", "Order confirmed", "Thanks!", SENT))
+    await store.add(Notification("ntf_1", "usr_ann", "Order confirmed", "Thanks!", SENT))
     async with serve([notifications_service(store)]) as channel:
         stub = notifications_pb2_grpc.NotificationServiceStub(channel)
         page = await stub.ListNotifications(

@@ -224,14 +224,14 @@ async def test_ownership_and_lookup_errors(orders: Orders) -> None:
     with pytest.raises(PermissionDenied):
         await orders.place(**two_a("req-2"), caller="usr_bob")  # type: ignore[arg-type]
     with pytest.raises(PermissionDenied):
-        orders.list("usr_ann", 10, "", caller="usr_bob")
+        await orders.list("usr_ann", 10, "", caller="usr_bob")
     with pytest.raises(NotFound):
         await orders.get("ord_missing")
 
 
 async def test_list_is_newest_first_and_pages(orders: Orders) -> None:
     placed = [(await orders.place(**two_a(f"req-{i}"))).order_id for i in range(3)]  # type: ignore[arg-type]
-    first = orders.list("usr_ann", 2, "", None)
-    rest = orders.list("usr_ann", 2, first.next_page_token, None)
+    first = await orders.list("usr_ann", 2, "", None)
+    rest = await orders.list("usr_ann", 2, first.next_page_token, None)
     assert [o.order_id for o in first.orders + rest.orders] == placed[::-1]
     assert rest.next_page_token == ""

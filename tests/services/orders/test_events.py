@@ -24,12 +24,12 @@ def orders(store: SqlOrderStore) -> Orders:
     return Orders(store, FakeUsers(), FakeCatalog(), FakePayments(), SagaOptions())
 
 
-def published(store: SqlOrderStore) -> list[tuple[str, str, dict[str, Any]]]:
+async def published(store: SqlOrderStore) -> list[tuple[str, str, dict[str, Any]]]:
     """(subject, key, record read with the newest schema) of every event in the outbox."""
     registry = default_registry()
     return [
         (e.subject, e.key, decode(registry, e.payload, registry.subject(e.subject).latest))
-        for e in store.outbox.after(0, 1000)
+        for e in await store.outbox.after(0, 1000)
     ]
 
 
@@ -41,7 +41,7 @@ async def test_a_confirmed_order_announces_placed_then_confirmed(
     orders: Orders, store: SqlOrderStore
 ) -> None:
     order = await place(orders)
-    (placed_subject, key, placed), (confirmed_subject, _, confirmed) = published(store)
+    (placed_subject, key, placed), (confirmed_subject, _, confirmed) = await published(store)
     assert (placed_subject, confirmed_subject, key) == (
         "shop.orders.OrderPlaced",
         "shop.orders.OrderConfirmed",
@@ -58,15 +58,15 @@ async def test_a_declined_order_announces_its_cancellation_with_the_reason(
 ) -> None:
     order = await place(orders, "tok_decline")
     assert order.status is Status.CANCELLED
-    subjects = [subject for subject, _, _ in published(store)]
+    subjects = [subject for subject, _, _ in await published(store)]
     assert subjects == ["shop.orders.OrderPlaced", "shop.orders.OrderCancelled"]
-    assert published(store)[1][2]["reason"] == order.status_reason != ""
+    assert (await published(store))[1][2]["reason"] == order.status_reason != ""
 
 
 async def test_a_retry_publishes_nothing_new(orders: Orders, store: SqlOrderStore) -> None:
     await place(orders)
     await place(orders)
-    assert len(published(store)) == 2
+    assert len(await published(store)) == 2
 
 
 async def test_cancelling_a_confirmed_order_announces_it(
@@ -74,7 +74,7 @@ async def test_cancelling_a_confirmed_order_announces_it(
 ) -> None:
     order = await place(orders)
     await orders.cancel(order.order_id, "changed my mind")
-    subject, _, record = published(store)[-1]
+    subject, _, record = (await published(store))[-1]
     assert subject == "shop.orders.OrderCancelled"
     assert record["reason"] == "cancelled by customer: changed my mind"
 
@@ -82,7 +82,7 @@ async def test_cancelling_a_confirmed_order_announces_it(
 async def test_the_v2_shipping_country_is_published(orders: Orders, store: SqlOrderStore) -> None:
     address = Address("Ann", "1 Main St", "Berlin", "10115", "DE")
     await place(orders, shipping_address=address)
-    assert published(store)[0][2]["shipping_country"] == "DE"
+    assert (await published(store))[0][2]["shipping_country"] == "DE"
 
 
 async def test_a_change_whose_event_cannot_be_written_is_not_saved(
@@ -92,9 +92,9 @@ async def test_a_change_whose_event_cannot_be_written_is_not_saved(
     store.outbox.registry = Registry({})  # every append now fails, as a crash mid-write would
     reopened = replace(order, status_reason="changed")
     with pytest.raises(ValueError, match="unknown subject"):
-        store.save(replace(reopened, step=order.step), "me", 1)
-    assert store.get(order.order_id) == order
-    assert len(published(store)) == 2
+        await store.save(replace(reopened, step=order.step), "me", 1)
+    assert await store.get(order.order_id) == order
+    assert len(await published(store)) == 2
 
 
 async def test_an_order_whose_placed_event_cannot_be_written_is_not_created(
@@ -103,4 +103,4 @@ async def test_an_order_whose_placed_event_cannot_be_written_is_not_created(
     store.outbox.registry = Registry({})
     with pytest.raises(ValueError, match="unknown subject"):
         await place(orders)
-    assert store.by_request_id("req-1") is None
+    assert await store.by_request_id("req-1") is None

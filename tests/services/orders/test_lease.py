@@ -4,7 +4,6 @@ its own, and the saga lease and the request id hold between them, on SQLite and 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 
 from services.orders.domain import Item, Order, Orders, SagaOptions, Status, Step
 from services.orders.store import SqlOrderStore
@@ -31,38 +30,40 @@ def order(request_id: str = "req-1", order_id: str = "ord_1") -> Order:
     )
 
 
-def test_a_live_lease_keeps_the_other_process_out(database: str, opened: Opened) -> None:
+async def test_a_live_lease_keeps_the_other_process_out(database: str, opened: Opened) -> None:
     v1, v2 = opened(SqlOrderStore(database)), opened(SqlOrderStore(database))
-    assert v1.create(order(), "v1", lease_seconds=30) is not None
-    assert v2.leased("ord_1")
-    assert not v2.claim("ord_1", "v2", lease_seconds=30)
-    v2.release_lease("ord_1", "v2")  # not its lease: changes nothing
-    assert not v2.claim("ord_1", "v2", lease_seconds=30)
-    v1.release_lease("ord_1", "v1")
-    assert not v2.leased("ord_1")
-    assert v2.claim("ord_1", "v2", lease_seconds=30)
-    assert not v1.claim("ord_1", "v1", lease_seconds=30)
+    assert await v1.create(order(), "v1", lease_seconds=30) is not None
+    assert await v2.leased("ord_1")
+    assert not await v2.claim("ord_1", "v2", lease_seconds=30)
+    await v2.release_lease("ord_1", "v2")  # not its lease: changes nothing
+    assert not await v2.claim("ord_1", "v2", lease_seconds=30)
+    await v1.release_lease("ord_1", "v1")
+    assert not await v2.leased("ord_1")
+    assert await v2.claim("ord_1", "v2", lease_seconds=30)
+    assert not await v1.claim("ord_1", "v1", lease_seconds=30)
 
 
-def test_racing_claims_on_an_expired_lease_have_one_winner(database: str, opened: Opened) -> None:
+async def test_racing_claims_on_an_expired_lease_have_one_winner(
+    database: str, opened: Opened
+) -> None:
     stores = [opened(SqlOrderStore(database)) for _ in range(RACERS)]
-    assert stores[0].create(order(), "crashed", lease_seconds=0) is not None
-    with ThreadPoolExecutor(RACERS) as pool:
-        won = list(pool.map(lambda i: stores[i].claim("ord_1", f"p{i}", 30), range(RACERS)))
+    assert await stores[0].create(order(), "crashed", lease_seconds=0) is not None
+    won = await asyncio.gather(*(stores[i].claim("ord_1", f"p{i}", 30) for i in range(RACERS)))
     assert won.count(True) == 1
 
 
-def test_racing_creates_with_one_request_id_make_one_order(database: str, opened: Opened) -> None:
+async def test_racing_creates_with_one_request_id_make_one_order(
+    database: str, opened: Opened
+) -> None:
     stores = [opened(SqlOrderStore(database)) for _ in range(RACERS)]
-    with ThreadPoolExecutor(RACERS) as pool:
-        created = list(
-            pool.map(
-                lambda i: stores[i].create(order(order_id=f"ord_{i}"), f"p{i}", 30), range(RACERS)
-            )
-        )
+    created = await asyncio.gather(
+        *(stores[i].create(order(order_id=f"ord_{i}"), f"p{i}", 30) for i in range(RACERS))
+    )
     assert sum(c is not None for c in created) == 1
-    assert count_rows(database, "orders") == 1
-    assert count_rows(database, "outbox") == 1  # the event commits with the order, or not at all
+    assert await count_rows(database, "orders") == 1
+    assert (
+        await count_rows(database, "outbox") == 1
+    )  # the event commits with the order, or not at all
 
 
 async def test_two_processes_recovering_together_run_each_saga_once(

@@ -56,7 +56,7 @@ class Shop:
 @asynccontextmanager
 async def running_shop() -> AsyncIterator[Shop]:
     catalog = Catalog(SqlCatalogStore(":memory:"))
-    catalog.seed(DEMO_PRODUCTS)
+    await catalog.seed(DEMO_PRODUCTS)
     peers = await build_server(
         server_settings("peers"),
         [

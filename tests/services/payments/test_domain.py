@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import asyncio
 
 import pytest
 
@@ -21,8 +21,8 @@ def fields(error: InvalidArgument) -> set[str]:
     return {v.field for v in error.violations}
 
 
-def test_charge_captures_and_reads_back(payments: Payments) -> None:
-    payment = payments.charge("key-1", "usr_ann", 4200, "tok_visa")
+async def test_charge_captures_and_reads_back(payments: Payments) -> None:
+    payment = await payments.charge("key-1", "usr_ann", 4200, "tok_visa")
     assert payment.payment_id.startswith("pay_")
     assert (payment.idempotency_key, payment.user_id, payment.amount_cents, payment.state) == (
         "key-1",
@@ -30,65 +30,67 @@ def test_charge_captures_and_reads_back(payments: Payments) -> None:
         4200,
         PaymentState.CAPTURED,
     )
-    assert payments.get(payment.payment_id) == payment
+    assert await payments.get(payment.payment_id) == payment
 
 
-def test_same_key_returns_the_first_payment(payments: Payments) -> None:
-    first = payments.charge("key-1", "usr_ann", 4200, "tok_visa")
-    assert payments.charge("key-1", "usr_ann", 4200, "tok_visa") == first
-    assert payments.charge("key-2", "usr_ann", 4200, "tok_visa") != first
+async def test_same_key_returns_the_first_payment(payments: Payments) -> None:
+    first = await payments.charge("key-1", "usr_ann", 4200, "tok_visa")
+    assert await payments.charge("key-1", "usr_ann", 4200, "tok_visa") == first
+    assert await payments.charge("key-2", "usr_ann", 4200, "tok_visa") != first
 
 
 @pytest.mark.parametrize(("user_id", "amount"), [("usr_bob", 4200), ("usr_ann", 4201)])
-def test_same_key_for_another_charge_is_refused(
+async def test_same_key_for_another_charge_is_refused(
     payments: Payments, user_id: str, amount: int
 ) -> None:
-    payments.charge("key-1", "usr_ann", 4200, "tok_visa")
+    await payments.charge("key-1", "usr_ann", 4200, "tok_visa")
     with pytest.raises(FailedPrecondition) as error:
-        payments.charge("key-1", user_id, amount, "tok_visa")
+        await payments.charge("key-1", user_id, amount, "tok_visa")
     assert error.value.reason == "IDEMPOTENCY_KEY_REUSED"
 
 
-def test_decline_is_deterministic_and_remembered(payments: Payments) -> None:
+async def test_decline_is_deterministic_and_remembered(payments: Payments) -> None:
     for token in (DECLINE_TOKEN, DECLINE_TOKEN, "tok_visa"):
         with pytest.raises(FailedPrecondition) as error:
-            payments.charge("key-1", "usr_ann", 4200, token)
+            await payments.charge("key-1", "usr_ann", 4200, token)
         assert error.value.reason == "CARD_DECLINED"
-    assert payments.charge("key-2", "usr_ann", 4200, "tok_visa").state is PaymentState.CAPTURED
+    assert (
+        await payments.charge("key-2", "usr_ann", 4200, "tok_visa")
+    ).state is PaymentState.CAPTURED
 
 
-def test_refund_once(payments: Payments) -> None:
-    payment = payments.charge("key-1", "usr_ann", 4200, "tok_visa")
-    refunded = payments.refund(payment.payment_id)
+async def test_refund_once(payments: Payments) -> None:
+    payment = await payments.charge("key-1", "usr_ann", 4200, "tok_visa")
+    refunded = await payments.refund(payment.payment_id)
     assert refunded.state is PaymentState.REFUNDED
-    assert payments.refund(payment.payment_id) == refunded
-    assert payments.get(payment.payment_id) == refunded
+    assert await payments.refund(payment.payment_id) == refunded
+    assert await payments.get(payment.payment_id) == refunded
     # A retried charge after the refund reports what happened; it does not charge again.
-    assert payments.charge("key-1", "usr_ann", 4200, "tok_visa") == refunded
+    assert await payments.charge("key-1", "usr_ann", 4200, "tok_visa") == refunded
 
 
-def test_unknown_and_foreign_payments(payments: Payments) -> None:
-    payment = payments.charge("key-1", "usr_ann", 4200, "tok_visa")
+async def test_unknown_and_foreign_payments(payments: Payments) -> None:
+    payment = await payments.charge("key-1", "usr_ann", 4200, "tok_visa")
     for call in (payments.get, payments.refund):
         with pytest.raises(NotFound) as missing:
-            call("pay_missing")
+            await call("pay_missing")
         assert missing.value.reason == "PAYMENT_NOT_FOUND"
         with pytest.raises(PermissionDenied):
-            call(payment.payment_id, "usr_bob")
-    assert payments.get(payment.payment_id, "usr_ann") == payment
+            await call(payment.payment_id, "usr_bob")
+    assert await payments.get(payment.payment_id, "usr_ann") == payment
     with pytest.raises(PermissionDenied):
-        payments.charge("key-2", "usr_ann", 100, "tok_visa", caller="usr_bob")
-    assert payments.get(payment.payment_id).state is PaymentState.CAPTURED
+        await payments.charge("key-2", "usr_ann", 100, "tok_visa", caller="usr_bob")
+    assert (await payments.get(payment.payment_id)).state is PaymentState.CAPTURED
 
 
-def test_declined_attempts_are_not_payments(database: str, opened: Opened) -> None:
+async def test_declined_attempts_are_not_payments(database: str, opened: Opened) -> None:
     payments = Payments(opened(SqlPaymentStore(database)), new_id=lambda: "pay_declined")
     with pytest.raises(FailedPrecondition):
-        payments.charge("key-1", "usr_ann", 4200, DECLINE_TOKEN)
+        await payments.charge("key-1", "usr_ann", 4200, DECLINE_TOKEN)
     with pytest.raises(NotFound):
-        payments.get("pay_declined")
+        await payments.get("pay_declined")
     with pytest.raises(NotFound):
-        payments.refund("pay_declined")
+        await payments.refund("pay_declined")
 
 
 @pytest.mark.parametrize(
@@ -102,52 +104,52 @@ def test_declined_attempts_are_not_payments(database: str, opened: Opened) -> No
         ("", "", 0, "", {"idempotency_key", "user_id", "amount_cents", "payment_token"}),
     ],
 )
-def test_charge_names_every_bad_field(
+async def test_charge_names_every_bad_field(
     payments: Payments, key: str, user: str, amount: int, token: str, bad: set[str]
 ) -> None:
     with pytest.raises(InvalidArgument) as error:
-        payments.charge(key, user, amount, token)
+        await payments.charge(key, user, amount, token)
     assert fields(error.value) == bad
 
 
-def test_refund_and_get_require_an_id(payments: Payments) -> None:
+async def test_refund_and_get_require_an_id(payments: Payments) -> None:
     for call in (payments.get, payments.refund):
         with pytest.raises(InvalidArgument) as error:
-            call("")
+            await call("")
         assert fields(error.value) == {"payment_id"}
 
 
-def test_racing_charges_on_separate_connections_make_one_row(database: str, opened: Opened) -> None:
+async def test_racing_charges_on_separate_connections_make_one_row(
+    database: str, opened: Opened
+) -> None:
     # Each worker has its own connection, as separate processes would: only the UNIQUE key
     # can keep them from charging twice.
     stores = [opened(SqlPaymentStore(database)) for _ in range(20)]
 
-    def charge(store: SqlPaymentStore) -> Payment:
-        return Payments(store).charge("key-1", "usr_ann", 4200, "tok_visa")
+    async def charge(store: SqlPaymentStore) -> Payment:
+        return await Payments(store).charge("key-1", "usr_ann", 4200, "tok_visa")
 
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        results = list(pool.map(charge, stores))
+    results = await asyncio.gather(*(charge(store) for store in stores))
     assert len({p.payment_id for p in results}) == 1
-    assert count_rows(database, "payments") == 1
-    assert count_rows(database, "outbox") == 1
+    assert await count_rows(database, "payments") == 1
+    assert await count_rows(database, "outbox") == 1
 
 
-def test_data_survives_reopening(database: str, opened: Opened) -> None:
-    payment = Payments(opened(SqlPaymentStore(database))).charge(
+async def test_data_survives_reopening(database: str, opened: Opened) -> None:
+    payment = await Payments(opened(SqlPaymentStore(database))).charge(
         "key-1", "usr_ann", 4200, "tok_visa"
     )
     again = Payments(opened(SqlPaymentStore(database)))
-    assert again.get(payment.payment_id) == payment
-    assert again.charge("key-1", "usr_ann", 4200, "tok_visa") == payment
-    again.refund(payment.payment_id)
-    reopened = Payments(opened(SqlPaymentStore(database))).get(payment.payment_id)
+    assert await again.get(payment.payment_id) == payment
+    assert await again.charge("key-1", "usr_ann", 4200, "tok_visa") == payment
+    await again.refund(payment.payment_id)
+    reopened = await Payments(opened(SqlPaymentStore(database))).get(payment.payment_id)
     assert reopened.state is PaymentState.REFUNDED
 
 
-def test_racing_refunds_refund_once(database: str, opened: Opened) -> None:
+async def test_racing_refunds_refund_once(database: str, opened: Opened) -> None:
     stores = [opened(SqlPaymentStore(database)) for _ in range(8)]
-    payment = Payments(stores[0]).charge("key-1", "usr_ann", 4200, "tok_visa")
-    with ThreadPoolExecutor(len(stores)) as pool:
-        list(pool.map(lambda store: Payments(store).refund(payment.payment_id), stores))
-    subjects = [e.subject for e in stores[0].outbox.after(0, 100)]
+    payment = await Payments(stores[0]).charge("key-1", "usr_ann", 4200, "tok_visa")
+    await asyncio.gather(*(Payments(store).refund(payment.payment_id) for store in stores))
+    subjects = [e.subject for e in await stores[0].outbox.after(0, 100)]
     assert subjects == ["shop.payments.PaymentCaptured", "shop.payments.PaymentRefunded"]

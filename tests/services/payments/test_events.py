@@ -16,36 +16,36 @@ def store(database: str, opened: Opened) -> SqlPaymentStore:
     return opened(SqlPaymentStore(database))
 
 
-def published(store: SqlPaymentStore) -> list[tuple[str, dict[str, object]]]:
+async def published(store: SqlPaymentStore) -> list[tuple[str, dict[str, object]]]:
     registry = default_registry()
     return [
         (e.subject, decode(registry, e.payload, registry.subject(e.subject).latest))
-        for e in store.outbox.after(0, 100)
+        for e in await store.outbox.after(0, 100)
     ]
 
 
-def test_a_capture_is_announced_once_per_key(store: SqlPaymentStore) -> None:
+async def test_a_capture_is_announced_once_per_key(store: SqlPaymentStore) -> None:
     payments = Payments(store)
-    payment = payments.charge("ord_1", "usr_ann", 1200, "tok_visa")
-    payments.charge("ord_1", "usr_ann", 1200, "tok_visa")
-    ((subject, record),) = published(store)
+    payment = await payments.charge("ord_1", "usr_ann", 1200, "tok_visa")
+    await payments.charge("ord_1", "usr_ann", 1200, "tok_visa")
+    ((subject, record),) = await published(store)
     assert subject == "shop.payments.PaymentCaptured"
     assert record["payment_id"] == payment.payment_id
     assert record["idempotency_key"] == "ord_1"
     assert record["amount_cents"] == 1200
 
 
-def test_a_decline_announces_nothing(store: SqlPaymentStore) -> None:
+async def test_a_decline_announces_nothing(store: SqlPaymentStore) -> None:
     with pytest.raises(FailedPrecondition):
-        Payments(store).charge("ord_1", "usr_ann", 1200, "tok_decline")
-    assert published(store) == []
+        await Payments(store).charge("ord_1", "usr_ann", 1200, "tok_decline")
+    assert await published(store) == []
 
 
-def test_a_refund_is_announced_once(store: SqlPaymentStore) -> None:
+async def test_a_refund_is_announced_once(store: SqlPaymentStore) -> None:
     payments = Payments(store)
-    payment = payments.charge("ord_1", "usr_ann", 1200, "tok_visa")
-    payments.refund(payment.payment_id)
-    payments.refund(payment.payment_id)
-    subjects = [subject for subject, _ in published(store)]
+    payment = await payments.charge("ord_1", "usr_ann", 1200, "tok_visa")
+    await payments.refund(payment.payment_id)
+    await payments.refund(payment.payment_id)
+    subjects = [subject for subject, _ in await published(store)]
     assert subjects == ["shop.payments.PaymentCaptured", "shop.payments.PaymentRefunded"]
-    assert published(store)[1][1]["amount_cents"] == 1200
+    assert (await published(store))[1][1]["amount_cents"] == 1200

@@ -29,9 +29,9 @@ def cancelled(n: int) -> NewEvent:
     return NewEvent(CANCELLED, f"ord_{n}", record)
 
 
-def publish(outbox: Outbox, *numbers: int) -> None:
-    with outbox.db.transaction():
-        outbox.append(cancelled(n) for n in numbers)
+async def publish(outbox: Outbox, *numbers: int) -> None:
+    async with outbox.db.transaction():
+        await outbox.append(cancelled(n) for n in numbers)
 
 
 @pytest.fixture
@@ -39,16 +39,17 @@ def outbox() -> Outbox:
     return Outbox(connect(":memory:"))
 
 
-def test_append_outside_a_transaction_is_refused(outbox: Outbox) -> None:
+async def test_append_outside_a_transaction_is_refused(outbox: Outbox) -> None:
     with pytest.raises(AssertionError, match="transaction"):
-        outbox.append([cancelled(1)])
+        await outbox.append([cancelled(1)])
 
 
-def test_a_rolled_back_transaction_leaves_no_event(outbox: Outbox) -> None:
-    with pytest.raises(sqlite3.OperationalError), outbox.db.transaction():
-        outbox.append([cancelled(1)])
-        outbox.db.execute("UPDATE no_such_table SET state = 'x'")  # the state change fails
-    assert outbox.after(0, 10) == []
+async def test_a_rolled_back_transaction_leaves_no_event(outbox: Outbox) -> None:
+    with pytest.raises(sqlite3.OperationalError):
+        async with outbox.db.transaction():
+            await outbox.append([cancelled(1)])
+            await outbox.db.execute("UPDATE no_such_table SET state = 'x'")  # the change fails
+    assert await outbox.after(0, 10) == []
 
 
 Stream = aio.UnaryStreamCall[events_pb2.SubscribeRequest, events_pb2.SubscribeResponse]
@@ -66,19 +67,19 @@ async def take(stream: Stream, n: int) -> list[str]:
 async def test_subscribers_get_old_events_in_order_then_new_ones_live(
     serve: Serve, outbox: Outbox
 ) -> None:
-    publish(outbox, 1, 2, 3)
+    await publish(outbox, 1, 2, 3)
     async with serve([event_stream_service(outbox)]) as channel:
         stub = events_pb2_grpc.EventStreamServiceStub(channel)
         stream = stub.Subscribe(events_pb2.SubscribeRequest(consumer="test"))
         assert await take(stream, 3) == ["ord_1", "ord_2", "ord_3"]
-        publish(outbox, 4)
+        await publish(outbox, 4)
         assert await take(stream, 1) == ["ord_4"]
         stream.cancel()
 
 
 async def test_a_subscription_resumes_after_the_given_offset(serve: Serve, outbox: Outbox) -> None:
-    publish(outbox, 1, 2, 3)
-    second = outbox.after(0, 10)[1].offset
+    await publish(outbox, 1, 2, 3)
+    second = (await outbox.after(0, 10))[1].offset
     async with serve([event_stream_service(outbox)]) as channel:
         stub = events_pb2_grpc.EventStreamServiceStub(channel)
         stream = stub.Subscribe(events_pb2.SubscribeRequest(consumer="test", after_offset=second))
@@ -87,7 +88,7 @@ async def test_a_subscription_resumes_after_the_given_offset(serve: Serve, outbo
 
 
 async def test_events_carry_payload_headers_and_ids(serve: Serve, outbox: Outbox) -> None:
-    publish(outbox, 1)
+    await publish(outbox, 1)
     async with serve([event_stream_service(outbox)]) as channel:
         stub = events_pb2_grpc.EventStreamServiceStub(channel)
         stream = stub.Subscribe(events_pb2.SubscribeRequest(consumer="test"))

@@ -19,10 +19,10 @@ def fields(error: InvalidArgument) -> set[str]:
     return {v.field for v in error.violations}
 
 
-def test_create_normalises_and_reads_back(users: Users) -> None:
-    created = users.create("  Ann@Example.COM ", " Ann ")
+async def test_create_normalises_and_reads_back(users: Users) -> None:
+    created = await users.create("  Ann@Example.COM ", " Ann ")
     assert (created.email, created.display_name) == ("ann@example.com", "Ann")
-    assert users.get(created.user_id) == created
+    assert await users.get(created.user_id) == created
 
 
 @pytest.mark.parametrize(
@@ -35,32 +35,34 @@ def test_create_normalises_and_reads_back(users: Users) -> None:
         ("nope", "", {"email", "display_name"}),
     ],
 )
-def test_create_names_every_bad_field(users: Users, email: str, name: str, bad: set[str]) -> None:
+async def test_create_names_every_bad_field(
+    users: Users, email: str, name: str, bad: set[str]
+) -> None:
     with pytest.raises(InvalidArgument) as error:
-        users.create(email, name)
+        await users.create(email, name)
     assert fields(error.value) == bad
 
 
-def test_emails_are_unique_ignoring_case(users: Users) -> None:
-    users.create("ann@example.com", "Ann")
+async def test_emails_are_unique_ignoring_case(users: Users) -> None:
+    await users.create("ann@example.com", "Ann")
     with pytest.raises(AlreadyExists):
-        users.create("ANN@example.com", "Another Ann")
+        await users.create("ANN@example.com", "Another Ann")
 
 
-def test_get_unknown_and_foreign_users(users: Users) -> None:
-    ann = users.create("ann@example.com", "Ann")
+async def test_get_unknown_and_foreign_users(users: Users) -> None:
+    ann = await users.create("ann@example.com", "Ann")
     with pytest.raises(NotFound):
-        users.get("usr_missing")
+        await users.get("usr_missing")
     with pytest.raises(PermissionDenied):
-        users.get(ann.user_id, caller="usr_someone_else")
-    assert users.get(ann.user_id, caller=ann.user_id) == ann
+        await users.get(ann.user_id, caller="usr_someone_else")
+    assert await users.get(ann.user_id, caller=ann.user_id) == ann
 
 
-def test_list_pages_through_everyone_once(users: Users) -> None:
-    created = [users.create(f"u{i}@example.com", f"U{i}").user_id for i in range(5)]
+async def test_list_pages_through_everyone_once(users: Users) -> None:
+    created = [(await users.create(f"u{i}@example.com", f"U{i}")).user_id for i in range(5)]
     seen, token = [], ""
     while True:
-        page = users.list(2, token)
+        page = await users.list(2, token)
         seen += [u.user_id for u in page.users]
         token = page.next_page_token
         if not token:
@@ -72,12 +74,12 @@ def test_list_pages_through_everyone_once(users: Users) -> None:
     ("size", "token", "bad"),
     [(101, "", "page_size"), (-1, "", "page_size"), (10, "garbage!", "page_token")],
 )
-def test_list_rejects_bad_paging(users: Users, size: int, token: str, bad: str) -> None:
+async def test_list_rejects_bad_paging(users: Users, size: int, token: str, bad: str) -> None:
     with pytest.raises(InvalidArgument) as error:
-        users.list(size, token)
+        await users.list(size, token)
     assert fields(error.value) == {bad}
 
 
-def test_data_survives_reopening(database: str, opened: Opened) -> None:
-    ann = Users(opened(SqlUserStore(database))).create("ann@example.com", "Ann")
-    assert Users(opened(SqlUserStore(database))).get(ann.user_id) == ann
+async def test_data_survives_reopening(database: str, opened: Opened) -> None:
+    ann = await Users(opened(SqlUserStore(database))).create("ann@example.com", "Ann")
+    assert await Users(opened(SqlUserStore(database))).get(ann.user_id) == ann
