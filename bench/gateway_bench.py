@@ -2,11 +2,16 @@
 
 Same concurrency and request count for both; h2load (nghttp2-client) is the load generator in
 its own process. Run: `python -m bench.gateway_bench [--requests N --clients C --streams S]`.
+
+`--body-check` measures the unknown-JSON-field check (gateway/body_fields.py) instead: GET
+/v1/products/{id} and POST /v1/users through two gateways, one with the check and one rendered
+without it, in alternating rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import struct
@@ -15,11 +20,12 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from contracts import descriptors
-from gateway import auth, render
+from gateway import auth, body_fields, render
 from gateway.envoy import Envoy
 from gateway.settings import Settings
 from mesh.local.stack import LocalStack
@@ -43,7 +49,9 @@ class Run:
         return statistics.quantiles(self.latencies_us, n=100)[int(p) - 1] / 1000
 
 
-def h2load(name: str, url: str, workdir: Path, args: argparse.Namespace, *extra: str) -> Run:
+def h2load(
+    name: str, url: str, workdir: Path, args: argparse.Namespace, *extra: str, status: str = "200"
+) -> Run:
     log = workdir / f"{name}.log"
     command = [
         args.h2load,
@@ -64,7 +72,7 @@ def h2load(name: str, url: str, workdir: Path, args: argparse.Namespace, *extra:
     finished = next(line for line in output.splitlines() if line.startswith("finished in"))
     seconds = _seconds(finished.split()[2].rstrip(","))
     rows = [line.split("\t") for line in log.read_text().splitlines() if line]
-    ok = [row for row in rows if row[1] == "200"]
+    ok = [row for row in rows if row[1] == status]
     if len(ok) != len(rows):
         raise SystemExit(f"{name}: {len(rows) - len(ok)} requests failed\n{output}")
     return Run(name, seconds, len(ok), [int(row[2]) for row in ok])
@@ -86,16 +94,21 @@ def main() -> int:
     parser.add_argument(
         "--envoy-concurrency", type=int, default=1, help="gateway Envoy workers (0: one per core)"
     )
+    parser.add_argument(
+        "--body-check", action="store_true", help="measure the unknown-body-field check instead"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="--body-check rounds (medians)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as temp:
         workdir = Path(temp)
         limits = {f"RATE_LIMIT_{g}": "1000000" for g in ("PUBLIC", "READ", "WRITE")}
-        with LocalStack(workdir / "stack", services=["catalog"]) as stack:
+        services = ["catalog", "users"] if args.body_check else ["catalog"]
+        with LocalStack(workdir / "stack", services=services) as stack:
             settings = Settings.from_env(
                 {
                     "GATEWAY_PORT": "0",
                     "ADMIN_PORT": "0",
-                    "CATALOG_ADDR": stack.address("catalog"),
+                    **{f"{name.upper()}_ADDR": stack.address(name) for name in services},
                     "JWKS_FILE": str(workdir / "jwks.json"),
                     "SIGNING_KEY_FILE": str(workdir / "key.pem"),
                     "ENVOY_CONCURRENCY": str(args.envoy_concurrency),
@@ -106,6 +119,9 @@ def main() -> int:
             config = render.write(
                 settings, descriptors.load(settings.descriptor_set), workdir / "envoy.json"
             )
+            if args.body_check:
+                body_check(settings, config, workdir, args)
+                return 0
             with Envoy(settings, config) as envoy:
                 rest_url = f"http://{envoy.address}/v1/products/{PRODUCT}"
                 assert httpx.get(rest_url).json()["product"]["productId"] == PRODUCT
@@ -130,6 +146,69 @@ def main() -> int:
                 rest = h2load("rest", rest_url, workdir, args)
     report(direct, rest, args)
     return 0
+
+
+def without_body_check(config: dict[str, Any]) -> dict[str, Any]:
+    """The rendered bootstrap less the Lua filter and its per-route configs: the gateway as it
+    was before the check."""
+    (listener,) = config["static_resources"]["listeners"]
+    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    manager["http_filters"] = [f for f in manager["http_filters"] if f["name"] != body_fields.LUA]
+    for host in manager["route_config"]["virtual_hosts"]:
+        for route in host["routes"]:
+            route.get("typed_per_filter_config", {}).pop(body_fields.LUA, None)
+    return config
+
+
+def body_check(settings: Settings, config: Path, workdir: Path, args: argparse.Namespace) -> None:
+    """GET and POST through the gateway with the check and without it, in alternating rounds."""
+    plain = workdir / "envoy-without-check.json"
+    plain.write_text(json.dumps(without_body_check(json.loads(config.read_text()))))
+    user = {"email": "bench@bench.example", "displayName": "Bench User"}
+    body = workdir / "user.json"
+    body.write_text(json.dumps(user))
+    post = ("-d", str(body), "-H", "content-type: application/json")
+    runs: dict[tuple[str, str], list[Run]] = {}
+    with Envoy(settings, config) as checked, Envoy(settings, plain) as unchecked:
+        gateways = {"with": checked, "without": unchecked}
+        # The user exists from here on: every measured POST is a 409 from the users service.
+        httpx.post(f"http://{checked.address}/v1/users", json=user).raise_for_status()
+        for round_ in range(args.rounds):
+            order = ["without", "with"] if round_ % 2 == 0 else ["with", "without"]
+            for name in order:
+                address = gateways[name].address
+                get = f"http://{address}/v1/products/{PRODUCT}"
+                users = f"http://{address}/v1/users"
+                if round_ == 0:
+                    h2load(f"warmup-get-{name}", get, workdir, _scaled(args, 10))
+                    h2load(
+                        f"warmup-post-{name}",
+                        users,
+                        workdir,
+                        _scaled(args, 10),
+                        *post,
+                        status="409",
+                    )
+                # Each run its own log file: h2load appends to an existing one.
+                runs.setdefault(("GET", name), []).append(
+                    h2load(f"get-{name}-{round_}", get, workdir, args)
+                )
+                runs.setdefault(("POST", name), []).append(
+                    h2load(f"post-{name}-{round_}", users, workdir, args, *post, status="409")
+                )
+    print(
+        f"Unknown-field check: {args.requests} requests x {args.rounds} rounds (medians), "
+        f"{args.clients} connections x {args.streams} streams, h2load, "
+        f"Envoy concurrency {args.envoy_concurrency}"
+    )
+    print(f"POST /v1/users body: {len(body.read_bytes())} bytes (answered 409 by the service)")
+    print(f"{'request':<8} {'check':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for (method, name), measured in runs.items():
+        print(
+            f"{method:<8} {name:<8} {statistics.median(r.throughput for r in measured):>9.0f} "
+            f"{statistics.median(r.percentile(50) for r in measured):>8.2f} "
+            f"{statistics.median(r.percentile(99) for r in measured):>8.2f}"
+        )
 
 
 def _scaled(args: argparse.Namespace, divisor: int) -> argparse.Namespace:
