@@ -1,8 +1,13 @@
 """schemathesis against /openapi.json through the gateway to the real services (bounded, seeded).
 
-Every check runs. The document cannot know which page tokens and product ids the server has
-issued, so a made-up one is schema-valid and still refused (400 with the field named): those two
-ST202 findings are expected; any other finding fails the test.
+Every check and every phase runs, the stateful one too: it follows the document's links
+(`POST /v1/orders` -> `GET /v1/orders/{order_id}` ...), and only those (no inferred links). The
+fuzzing user has a confirmed order, and half the generated user and order ids are theirs, so
+link chains reach the services' success paths, not only their 403s and 404s.
+
+The document cannot know which page tokens and product ids the server has issued, so a made-up
+one is schema-valid and still refused (400 with the field named): those two ST202 findings are
+expected; any other finding fails the test.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from tests.gateway.conftest import running_gateway
 pytestmark = pytest.mark.system
 SEED = 20261202
 MAX_EXAMPLES = 40
+MAX_STEPS = 8  # calls per stateful scenario
 MIN_REQUESTS = 500
+MIN_LINKS_COVERED = 15
 # The refusals no schema can foresee: values only the server issues.
 UNKNOWABLE = ("is malformed; pass next_page_token", "no product '")
 
@@ -52,11 +59,27 @@ def test_every_response_conforms_to_the_document(tmp_path: Path) -> None:
                 f"http://{envoy.address}/v1/users",
                 json={"email": f"{uuid.uuid4().hex[:8]}@fuzz.example", "displayName": "Fuzzer"},
             )
-            token = auth.mint_token(settings, created.json()["user"]["userId"])
+            user = created.json()["user"]["userId"]
+            token = auth.mint_token(settings, user)
+            placed = httpx.post(
+                f"http://{envoy.address}/v1/orders",
+                json={
+                    "requestId": uuid.uuid4().hex,
+                    "userId": user,
+                    "items": [{"productId": "sku-espresso", "quantity": 1}],
+                    "paymentToken": "tok_visa",
+                },
+                headers={"authorization": f"Bearer {token}"},
+            )
+            assert placed.json()["order"]["status"] == "ORDER_STATUS_CONFIRMED", placed.text
+            config = tmp_path / "schemathesis.toml"
+            config.write_text(_config(user, placed.json()["order"]["orderId"]))
             har, junit = tmp_path / "run.har", tmp_path / "junit.xml"
             result = subprocess.run(
                 [
                     str(ROOT / ".venv" / "bin" / "schemathesis"),
+                    "--config-file",
+                    str(config),
                     "run",
                     f"http://{envoy.address}/openapi.json",
                     "--url",
@@ -98,3 +121,26 @@ def test_every_response_conforms_to_the_document(tmp_path: Path) -> None:
     statuses = [entry["response"]["status"] for entry in entries]
     assert len(statuses) >= MIN_REQUESTS, output
     assert [s for s in statuses if s >= 500 and s != 503] == []
+    covered = re.search(r"API Links: +(\d+) covered / (\d+) selected", result.stdout)
+    assert covered is not None, output
+    assert "inferred" not in covered.group(0)
+    assert int(covered.group(1)) >= MIN_LINKS_COVERED, output
+
+
+def _config(user: str, order: str) -> str:
+    """schemathesis.toml: the stateful phase's bounds, and the fuzzing user's ids to draw from."""
+    return f"""
+[dictionaries.user]
+values = ["{user}"]
+
+[dictionaries.order]
+values = ["{order}"]
+
+[parameters]
+"path.user_id" = {{ dictionary = "user", probability = 0.5 }}
+"path.order_id" = {{ dictionary = "order", probability = 0.5 }}
+
+[phases.stateful]
+max-steps = {MAX_STEPS}
+inference = {{ algorithms = [] }}
+"""
