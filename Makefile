@@ -65,7 +65,7 @@ SCENARIO ?=
 OBSERVE ?= off
 
 .PHONY: up
-up: setup catalog-go ## Run the shop locally with Envoy sidecars and demo data (MESH=off: plain processes; OBSERVE=on: Jaeger)
+up: setup kustomize catalog-go ## Run the shop locally with Envoy sidecars and demo data (MESH=off: plain processes; OBSERVE=on: Jaeger)
 	$(PY) -m mesh.local up --mesh $(MESH) --observe $(OBSERVE)
 
 .PHONY: observe

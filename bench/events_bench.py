@@ -26,10 +26,9 @@ import grpc
 
 from bench import loadgen
 from bench.services_bench import PLACE_ORDER, PRODUCT, stack
-from mesh.local.stack import LocalStack
+from mesh.local.stack import LocalStack, grpc_services
 from shop.users.v1 import users_pb2, users_pb2_grpc
 
-SERVICES = ["users", "catalog", "payments", "orders", "notifications"]
 PRODUCERS = ("orders", "payments")
 
 
@@ -74,7 +73,7 @@ def place_orders(args: argparse.Namespace, running: LocalStack, user_id: str, n:
 
 
 def one_round(args: argparse.Namespace, live: bool) -> dict[str, Any]:
-    with stack(SERVICES, telemetry=True, log_level=args.log_level) as running:
+    with stack(grpc_services(), telemetry=True, log_level=args.log_level) as running:
         with grpc.insecure_channel(running.address("users")) as channel:
             user = users_pb2_grpc.UserServiceStub(channel).CreateUser(
                 users_pb2.CreateUserRequest(email="events@example.com", display_name="Bench"),

@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 
 from bench.loadgen import Result, h2load
-from mesh.local.stack import SERVICES, LocalStack, free_port
+from mesh.local.stack import LocalStack, grpc_services
 from mesh.local.supervisor import LocalMesh
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
@@ -48,15 +48,10 @@ def gateway_env(workdir: Path) -> dict[str, str]:
 @contextmanager
 def plain(workdir: Path) -> Iterator[tuple[str, dict[str, int]]]:
     """The services and the gateway as plain processes: the gateway calls apps directly."""
-    port = free_port()
-    env = {**gateway_env(workdir), "GATEWAY_PORT": str(port), "ADMIN_PORT": "0"}
     with LocalStack(
         workdir,
-        services=[*SERVICES, "gateway"],
-        ports={"gateway": port},
-        modules={"gateway": "gateway"},
-        http_health={"gateway": "/healthz"},
-        service_env={"gateway": env},
+        services=[*grpc_services(), "gateway"],
+        service_env={"gateway": gateway_env(workdir)},
     ) as gateway:
         yield gateway.address("gateway"), {}
 

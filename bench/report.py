@@ -36,7 +36,7 @@ from bench import loadgen
 from bench.mesh_bench import cpu_seconds
 from gateway import auth
 from gateway.settings import Settings as GatewaySettings
-from mesh.local.stack import SERVICES, LocalStack, free_port
+from mesh.local.stack import LocalStack, free_port, grpc_services
 from mesh.local.supervisor import LocalMesh
 from services.catalog.demo import seed_deep
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
@@ -391,21 +391,16 @@ def plain_shop(workdir: Path, args: argparse.Namespace) -> Iterator[tuple[Shop, 
     gateways = {"gateway": args.envoy_concurrency}
     if args.one_worker_gateway:
         gateways[GATEWAY_1W] = 1
-    ports = {name: free_port() for name in [*SERVICES, *gateways]}
-    peers = {f"{name.upper()}_ADDR": f"127.0.0.1:{ports[name]}" for name in SERVICES}
+    services = grpc_services()
+    ports = {name: free_port() for name in [*services, *gateways]}
+    peers = {f"{name.upper()}_ADDR": f"127.0.0.1:{ports[name]}" for name in services}
     env = {
-        name: {
-            **gateway_env(workdir),
-            **peers,
-            "GATEWAY_PORT": str(ports[name]),
-            "ADMIN_PORT": "0",
-            "ENVOY_CONCURRENCY": str(concurrency),
-        }
+        name: {**gateway_env(workdir), **peers, "ENVOY_CONCURRENCY": str(concurrency)}
         for name, concurrency in gateways.items()
     }
     with LocalStack(
         workdir,
-        services=[*SERVICES, *gateways],
+        services=[*services, *gateways],
         ports=ports,
         modules={name: "gateway" for name in gateways},
         http_health={name: "/healthz" for name in gateways},
@@ -413,7 +408,7 @@ def plain_shop(workdir: Path, args: argparse.Namespace) -> Iterator[tuple[Shop, 
         service_env=env,
         startup_timeout=STARTUP_SECONDS,
     ) as stack:
-        apps = {name: stack.address(name) for name in SERVICES}
+        apps = {name: stack.address(name) for name in services}
         one_worker = stack.address(GATEWAY_1W) if args.one_worker_gateway else None
         yield customer(workdir, stack.address("gateway"), apps), one_worker
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from bench.mesh_bench import Measured, gateway_env, measure
 from mesh.local import jaeger
 from mesh.local.jaeger import Jaeger
-from mesh.local.supervisor import LocalMesh, PortPicker
+from mesh.local.stack import free_port
+from mesh.local.supervisor import LocalMesh
 
 
 @contextmanager
@@ -65,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tracing-bench-") as tmp:
         with meshed(Path(tmp) / "off", "") as (address, sidecars):
             off = measure(address, sidecars, args.requests)
-        ports = PortPicker()
-        ports_of = jaeger.Ports(ports.pick(), ports.pick(), ports.pick())
+
+        ports_of = jaeger.Ports(free_port(), free_port(), free_port())
         with Jaeger(Path(tmp) / "jaeger", ports_of, binary) as viewer:
             on_mesh = meshed(Path(tmp) / "on", viewer.otlp_endpoint, args.sampling)
             with on_mesh as (address, sidecars):

@@ -12,7 +12,8 @@ from pathlib import Path
 from contracts import descriptors
 from gateway import auth, openapi, render
 from gateway.envoy import Envoy
-from gateway.settings import ROOT, Settings
+from gateway.settings import Settings
+from services.runtime.topology import ROOT
 
 CONFIG = ROOT / "build" / "gateway" / "envoy.json"
 OPENAPI = ROOT / "build" / "openapi.json"

@@ -9,23 +9,17 @@ from pathlib import Path
 
 from runner.envoy import envoy_binary
 from runner.envoy_tracing import Tracing, TracingError
+from services.runtime import topology
+from services.runtime.settings import SettingsError
+from services.runtime.topology import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DEV_DIR = ROOT / "var" / "gateway"
-
-# Default local addresses of the upstream services, by bounded context.
-DEFAULT_UPSTREAMS = {
-    "users": "127.0.0.1:50051",
-    "catalog": "127.0.0.1:50052",
-    "payments": "127.0.0.1:50053",
-    "orders": "127.0.0.1:50054",
-    "notifications": "127.0.0.1:50055",
-}
 ADDRESS = re.compile(r"^(?P<host>[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
 
 
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
+def default_upstreams() -> dict[str, str]:
+    """The services the gateway's Deployment names, by bounded context, at their local ports."""
+    return topology.load().upstreams("gateway")
 
 
 @dataclass(frozen=True)
@@ -39,10 +33,10 @@ class RateLimit:
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = field(default_factory=lambda: topology.load().port("gateway"))
     # The admin interface always binds loopback; only its port is configurable.
     admin_port: int = 9901
-    upstreams: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_UPSTREAMS))
+    upstreams: Mapping[str, str] = field(default_factory=default_upstreams)
     envoy_bin: str = ""
     # Envoy worker threads; 0 means one per core. On a small machine shared with the services,
     # one worker leaves them more CPU.
@@ -70,12 +64,13 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Build settings from environment variables; a bad value fails with its name."""
         defaults = cls()
-        upstreams = dict(DEFAULT_UPSTREAMS)
+        upstreams = default_upstreams()
+        known = set(upstreams)
         for name, value in environ.items():
             if not name.endswith("_ADDR"):
                 continue
             context = name.removesuffix("_ADDR").lower()
-            if context in DEFAULT_UPSTREAMS:
+            if context in known:
                 upstreams[context] = _address(name, value)
             elif ADDRESS.match(value):
                 # A context added to the contracts later needs no code change here.

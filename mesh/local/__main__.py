@@ -28,22 +28,27 @@ import grpc
 from mesh.check import MeshError, Settings
 from mesh.local import jaeger, red
 from mesh.local.jaeger import Jaeger, JaegerError
-from mesh.local.stack import DEFAULT_PORTS, HOST, LocalStack, StackError
-from mesh.local.supervisor import ApplyError, LocalMesh, PortPicker
+from mesh.local.stack import HOST, LocalStack, StackError, free_port
+from mesh.local.supervisor import ApplyError, LocalMesh
 from runner.envoy import EnvoyError
+from services.runtime import topology
 from shop.users.v1 import users_pb2, users_pb2_grpc
 
 DEMO_EMAIL = "demo@shop.example"
-GATEWAY_PORT = 8080
-METRICS_PORTS = {name: 9100 + index for index, name in enumerate(DEFAULT_PORTS, start=1)}
-# `make up` with sidecars: the apps keep their usual ports (grpcurl them as a pod's localhost);
-# the canary gets its own, and the REST gateway is the way in, as an ingress would be.
-MESH_APP_PORTS = {
-    **{name: port for name, port in DEFAULT_PORTS.items() if name != "orders"},
-    "orders-v1": DEFAULT_PORTS["orders"],
-    "orders-v2": DEFAULT_PORTS["orders"] + 10,
-    "gateway": GATEWAY_PORT,
-}
+
+
+def usual_ports() -> dict[str, int]:
+    """`make up`'s fixed app ports: each app's first version on its Service's port (mesh/base),
+    as grpcurl and the README expect; other versions take free ports. Keyed by app and by
+    Deployment (`orders` and `orders-v1`), since only the mesh runs every Deployment."""
+    shop = topology.load()
+    return {key: shop.port(app) for app, w in shop.standalone().items() for key in (app, w.name)}
+
+
+def usual_metrics_ports() -> dict[str, int]:
+    """`make up MESH=off`'s fixed /metrics ports: 9101 and up, in the order of the apps' ports."""
+    apps = [app for app, w in topology.load().standalone().items() if w.grpc]
+    return {app: 9100 + index for index, app in enumerate(apps, start=1)}
 
 
 def seed_demo_user(address: str) -> str:
@@ -81,15 +86,15 @@ def follow_logs(stack: LocalStack, stop: threading.Event) -> None:
         stop.wait(0.2)
 
 
-def banner(stack: LocalStack, demo_user: str) -> str:
-    orders, catalog = stack.address("orders"), stack.address("catalog")
+def banner(shop: LocalMesh, demo_user: str) -> str:
+    orders, catalog = shop.address("orders"), shop.address("catalog")
     health = '{"service":"shop.orders.v1.OrderService"}'
-    gateway = f"http://{stack.address('gateway')}"
+    gateway = f"http://{shop.address('gateway')}"
     rows = [f"  {'service':<14} {'gRPC address':<18} metrics"]
     rows += [
-        f"  {name:<14} {w.address:<18} http://{HOST}:{METRICS_PORTS[name]}/metrics"
-        for name, w in stack.workloads.items()
-        if name in METRICS_PORTS
+        f"  {name:<14} {shop.address(name):<18} http://{HOST}:{shop.metrics_ports[name]}/metrics"
+        for name, w in shop.workloads.items()
+        if w.grpc
     ]
     rows.append(f"  {'gateway':<14} {gateway:<18} (REST; {gateway}/openapi.json)")
     place = (
@@ -180,9 +185,8 @@ def observing(workdir: Path, observe: bool) -> Iterator[Jaeger | None]:
         yield None
         return
     jaeger.build(jaeger.jaeger_binary())
-    picker = PortPicker()
     usual = (JAEGER_PORTS.otlp, JAEGER_PORTS.query, JAEGER_PORTS.query_grpc)
-    ports = jaeger.Ports(*(port if _free(port) else picker.pick() for port in usual))
+    ports = jaeger.Ports(*(port if _free(port) else free_port() for port in usual))
     with Jaeger(workdir / "jaeger", ports) as running:
         yield running
 
@@ -232,70 +236,29 @@ def up(
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    with observing(workdir, observe) as viewer:
-        if mesh:
-            return up_mesh(workdir, pid_file, stopping, scenario, viewer)
-        return up_plain(workdir, pid_file, stopping, viewer)
-
-
-def up_plain(
-    workdir: Path, pid_file: Path, stopping: threading.Event, viewer: Jaeger | None
-) -> int:
-    service_env = {name: {"METRICS_PORT": str(port)} for name, port in METRICS_PORTS.items()}
-    service_env["gateway"] = {"GATEWAY_PORT": str(GATEWAY_PORT), "ADMIN_PORT": "0"}
-    env = {} if viewer is None else {"OTEL_EXPORTER_OTLP_ENDPOINT": viewer.otlp_endpoint}
-    with LocalStack(
-        workdir,
-        services=[*DEFAULT_PORTS, "gateway"],
-        ports={**DEFAULT_PORTS, "gateway": GATEWAY_PORT},
-        env=env,
-        service_env=service_env,
-        modules={"gateway": "gateway"},
-        http_health={"gateway": "/healthz"},
-    ) as stack:
-        serve(
-            stack,
-            pid_file,
-            stopping,
-            lambda: (
-                banner(stack, seed_demo_user(stack.address("users")))
-                + observe_banner(viewer, f"http://{stack.address('gateway')}")
-            ),
-            stack.exited,
-        )
-    pid_file.unlink(missing_ok=True)
-    return 0
-
-
-def up_mesh(
-    workdir: Path,
-    pid_file: Path,
-    stopping: threading.Event,
-    scenario: Path | None,
-    viewer: Jaeger | None,
-) -> int:
-    with LocalMesh(
-        workdir,
-        scenario=scenario,
-        app_ports=MESH_APP_PORTS,
-        otlp_endpoint="" if viewer is None else viewer.otlp_endpoint,
-    ) as mesh:
-        assert mesh.stack is not None
+    with (
+        observing(workdir, observe) as viewer,
+        LocalMesh(
+            workdir,
+            scenario=scenario,
+            sidecars=mesh,
+            app_ports=usual_ports(),
+            metrics_ports=None if mesh else usual_metrics_ports(),
+            otlp_endpoint="" if viewer is None else viewer.otlp_endpoint,
+        ) as shop,
+    ):
+        assert shop.stack is not None
 
         def alive() -> list[str]:
-            dead = mesh.check_alive()
+            dead = shop.check_alive()
             return dead if viewer is None or viewer.alive() else [*dead, "jaeger"]
 
-        serve(
-            mesh.stack,
-            pid_file,
-            stopping,
-            lambda: (
-                mesh_banner(mesh, seed_demo_user(mesh.address("users")))
-                + observe_banner(viewer, f"http://{mesh.address('gateway')}")
-            ),
-            alive,
-        )
+        def welcome() -> str:
+            demo_user = seed_demo_user(shop.address("users"))
+            text = mesh_banner(shop, demo_user) if mesh else banner(shop, demo_user)
+            return text + observe_banner(viewer, f"http://{shop.address('gateway')}")
+
+        serve(shop.stack, pid_file, stopping, welcome, alive)
     pid_file.unlink(missing_ok=True)
     return 0
 

@@ -11,8 +11,9 @@ from mesh.check.model import Doc, Mesh, Resource, as_dict, as_list
 from mesh.check.semantic import TRUST_DOMAIN
 from mesh.local.clusters import inbound_cluster_name
 from mesh.local.fields import allow_only, error
-from mesh.local.workloads import Ports, Workload
+from mesh.local.workloads import Ports, selects
 from mesh.local.xds import JSON, typed
+from services.runtime.topology import Workload
 
 INBOUND_ROUTES = "inbound"
 
@@ -25,7 +26,7 @@ def inbound_routes(mesh: Mesh, workload: Workload, ports: Ports) -> JSON:
     allow_policies = 0
     for policy in mesh.of_kind("AuthorizationPolicy"):
         selector = as_dict(as_dict(policy.spec.get("selector")).get("matchLabels"))
-        if not workload.selected_by(policy, selector):
+        if not selects(policy, workload, selector):
             continue
         allow_only(policy, policy.spec, "spec", {"selector", "action", "rules"})
         action = str(policy.spec.get("action", "ALLOW"))

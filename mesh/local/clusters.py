@@ -20,8 +20,9 @@ from mesh.local import mtls
 from mesh.local.ca import Identity
 from mesh.local.fields import allow_only, duration, error
 from mesh.local.routes import Target
-from mesh.local.workloads import Ports, Workload
+from mesh.local.workloads import Ports
 from mesh.local.xds import JSON, socket_address, typed
+from services.runtime.topology import Workload
 
 DEFAULT_CONNECT_TIMEOUT = "10s"  # Istio's, when a DestinationRule is silent
 UNLIMITED = 4294967295

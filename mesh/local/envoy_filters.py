@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from mesh.check.model import Mesh, as_dict, as_list
 from mesh.local.fields import allow_only, error
-from mesh.local.workloads import Workload
+from mesh.local.workloads import selects
 from mesh.local.xds import JSON
+from services.runtime.topology import Workload
 
 
 def patch_http_filters(
@@ -21,7 +22,7 @@ def patch_http_filters(
     filters = list(filters)
     for resource in mesh.of_kind("EnvoyFilter"):
         selector = as_dict(as_dict(resource.spec.get("workloadSelector")).get("labels"))
-        if not workload.selected_by(resource, selector):
+        if not selects(resource, workload, selector):
             continue
         allow_only(
             resource, resource.spec, "spec", {"workloadSelector", "configPatches", "priority"}

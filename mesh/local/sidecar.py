@@ -20,9 +20,10 @@ from mesh.local.envoy_filters import patch_http_filters
 from mesh.local.routes import outbound_routes, outbound_routes_name
 from mesh.local.stack import HOST
 from mesh.local.telemetry import trace_policy
-from mesh.local.workloads import Ports, Workload, workloads
+from mesh.local.workloads import Ports, workloads
 from mesh.local.xds import JSON, discovery_response, file_source, socket_address, typed
 from runner.envoy_tracing import RUNTIME, Tracing
+from services.runtime.topology import Workload
 
 XDS_FILES = {"lds": "lds.json", "cds": "cds.json"}
 

@@ -6,6 +6,7 @@ Used by `make up` and by the system tests, so that both run the services the sam
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import sys
@@ -20,30 +21,62 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from runner.child import Child
+from services.runtime import topology
 
 HOST = "127.0.0.1"
+GATEWAY_MODULE = "gateway"
 
-# Default ports for `make up`; tests take free ports instead.
-DEFAULT_PORTS = {
-    "users": 50051,
-    "catalog": 50052,
-    "payments": 50053,
-    "orders": 50054,
-    "notifications": 50055,
-}
-SERVICES = tuple(DEFAULT_PORTS)
-# Which peers each workload calls, as the `<PEER>_ADDR` settings it needs.
-PEERS: Mapping[str, Sequence[str]] = {
-    "orders": ("users", "catalog", "payments"),
-    "notifications": ("orders", "payments"),
-    "gateway": SERVICES,
-}
+
+class PortPicker:
+    """Distinct free ports below the kernel's ephemeral range.
+
+    A stack's ports are chosen before anything binds them; picking from the ephemeral range
+    (port 0) risks meeting the source port of some client's connection in the meantime.
+    """
+
+    def __init__(self, low: int = 20000, high: int = 32000) -> None:
+        self._low, self._high = low, high
+        self._taken: set[int] = set()
+
+    def pick(self) -> int:
+        for _ in range(1000):
+            port = random.randint(self._low, self._high)
+            if port not in self._taken and _bindable(port):
+                self._taken.add(port)
+                return port
+        raise StackError(f"no free port between {self._low} and {self._high}")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+_PORTS = PortPicker()
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    """A port no other caller in this process has been given, free when picked."""
+    return _PORTS.pick()
+
+
+def listener(module: str, port: int, metrics_port: int | None) -> dict[str, str]:
+    """The settings that tell a workload where to listen on loopback: the services read HOST and
+    PORT, the REST gateway GATEWAY_HOST and GATEWAY_PORT (its metrics are its Envoy's admin)."""
+    if module == GATEWAY_MODULE:
+        admin = str(metrics_port or 0)  # 0: a free port, so that several gateways can run
+        return {"GATEWAY_HOST": HOST, "GATEWAY_PORT": str(port), "ADMIN_PORT": admin}
+    metrics = {} if metrics_port is None else {"METRICS_PORT": str(metrics_port)}
+    return {"HOST": HOST, "PORT": str(port), **metrics}
+
+
+def grpc_services() -> list[str]:
+    """The apps that serve gRPC, as the stack runs them without a mesh (mesh/base)."""
+    return [app for app, w in topology.load().standalone().items() if w.grpc]
 
 
 @dataclass
@@ -79,7 +112,7 @@ class LocalStack:
         self,
         workdir: Path,
         *,
-        services: Sequence[str] = SERVICES,
+        services: Sequence[str] | None = None,
         ports: Mapping[str, int] | None = None,
         env: Mapping[str, str] | None = None,
         service_env: Mapping[str, Mapping[str, str]] | None = None,
@@ -87,34 +120,42 @@ class LocalStack:
         modules: Mapping[str, str] | None = None,
         http_health: Mapping[str, str] | None = None,
         commands: Mapping[str, Sequence[str]] | None = None,
+        metrics_ports: Mapping[str, int] | None = None,
     ) -> None:
-        """`modules` maps a workload to the module it runs (default `services.<name>`), so that
-        one service can run as several workloads (orders v1 and v2); `commands` runs a workload
-        that is not Python (the Go catalog) from its executable and arguments."""
+        """`services` name apps of mesh/base (default: every one serving gRPC) or Deployments
+        (orders-v1), each run as its Deployment says and given the addresses of its peers in this
+        stack; `modules` runs a workload under a name of its own from a module (orders as
+        `orders-a` and `orders-b`), `commands` one that is not Python (the Go catalog) from its
+        executable and arguments. `env` goes to every workload, `service_env` to one."""
         self.workdir = workdir
         self._timeout = startup_timeout
+        shop = topology.load()
+        known = {**shop.workloads, **shop.standalone()}
+        services = grpc_services() if services is None else list(services)
         chosen = {name: (ports or {}).get(name) or free_port() for name in services}
         self.workloads: dict[str, Workload] = {}
         for name in services:
+            app = known.get(name)
+            module = (modules or {}).get(name) or (app.module if app else f"services.{name}")
             workload_env = {
                 **os.environ,
-                "HOST": HOST,
-                "PORT": str(chosen[name]),
-                "DATABASE_PATH": str(workdir / "data" / f"{name}.db"),
                 "PYTHONUNBUFFERED": "1",
+                # Versions of one app share its database, as pods share a database server.
+                "DATABASE_PATH": str(workdir / "data" / f"{app.app if app else name}.db"),
+                **listener(module, chosen[name], (metrics_ports or {}).get(name)),
                 **(env or {}),
                 **(service_env or {}).get(name, {}),
             }
-            for peer in PEERS.get(name, ()):
+            for setting, peer in (app.peers if app else {}).items():
                 if peer in chosen:
-                    workload_env.setdefault(f"{peer.upper()}_ADDR", f"{HOST}:{chosen[peer]}")
-            module = (modules or {}).get(name, f"services.{name}")
+                    workload_env.setdefault(setting, f"{HOST}:{chosen[peer]}")
             command = list((commands or {}).get(name, ())) or [sys.executable, "-m", module]
+            health = (http_health or {}).get(name) or (app.http_health if app else "")
             self.workloads[name] = Workload(
                 name,
                 chosen[name],
                 Child(command, workdir / "logs" / f"{name}.log", env=workload_env),
-                http_health=(http_health or {}).get(name),
+                http_health=health or None,
             )
 
     def address(self, name: str) -> str:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,18 +22,19 @@ from mesh.local.authorization import INBOUND_ROUTES
 from mesh.local.ca import Identity, LocalCA
 from mesh.local.envoys import Sidecar
 from mesh.local.sidecar import Rendered, bootstrap, render
-from mesh.local.stack import HOST, LocalStack, StackError
+from mesh.local.stack import GATEWAY_MODULE, HOST, LocalStack, StackError, free_port
 from mesh.local.telemetry import trace_policy
-from mesh.local.workloads import Ports, Workload, workloads
-from runner.envoy import EnvoyError, envoy_binary
+from mesh.local.workloads import Ports, workloads
+from runner.envoy import envoy_binary
+from services.runtime.topology import Workload, standalone
 
 STATE_FILE = "mesh/state.json"
 # Where `make` builds the programs of workloads that are not Python (the Go catalog).
 LOCAL_BIN = Path(__file__).resolve().parents[2] / "build" / "bin"
-# Settings the local mesh sets itself, whatever the Deployment says.
-_LOCAL_SETTINGS = frozenset({"HOST", "PORT", "METRICS_PORT", "DATABASE_PATH"})
-# The REST gateway reads its listener from GATEWAY_* settings and is ready when /healthz is 200.
-GATEWAY_MODULE = "gateway"
+# Settings the local stack sets itself, whatever the Deployment says.
+_LOCAL_SETTINGS = frozenset(
+    {"HOST", "PORT", "METRICS_PORT", "DATABASE_PATH", "GATEWAY_HOST", "GATEWAY_PORT", "ADMIN_PORT"}
+)
 
 
 def local_command(workload: Workload) -> list[str]:
@@ -117,42 +116,14 @@ class Running:
         )
 
 
-class PortPicker:
-    """Distinct free ports below the kernel's ephemeral range.
-
-    About twenty ports are chosen before anything binds them; picking from the ephemeral range
-    (port 0) risks meeting the source port of some client's connection in the meantime.
-    """
-
-    def __init__(self, low: int = 20000, high: int = 32000) -> None:
-        self._low, self._high = low, high
-        self._taken: set[int] = set()
-
-    def pick(self) -> int:
-        for _ in range(1000):
-            port = random.randint(self._low, self._high)
-            if port not in self._taken and _bindable(port):
-                self._taken.add(port)
-                return port
-        raise EnvoyError(f"no free port between {self._low} and {self._high}")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
 class LocalMesh:
     """Apps and sidecars for every workload in `mesh/`, with `scenario` applied at start.
 
     `app_ports` pins apps to ports (for `make up`); tests leave it empty and get free ports.
     `service_env` adds settings per workload (e.g. the gateway's rate limits in tests).
     `otlp_endpoint` (an OTLP/gRPC collector) turns tracing on in every app and, as the mesh's
-    Telemetry says, in the sidecars.
+    Telemetry says, in the sidecars. `sidecars=False` renders none (`make up MESH=off`): each
+    app's first version runs alone and its peers call each other's apps directly.
     """
 
     def __init__(
@@ -166,6 +137,8 @@ class LocalMesh:
         envoy_bin: str | None = None,
         plan: Mapping[str, Ports] | None = None,
         otlp_endpoint: str = "",
+        sidecars: bool = True,
+        metrics_ports: Mapping[str, int] | None = None,
     ) -> None:
         self.workdir = workdir
         self.otlp_endpoint = otlp_endpoint
@@ -173,22 +146,27 @@ class LocalMesh:
         self.scenario = scenario
         self._app_ports = dict(app_ports or {})
         self._service_env = service_env or {}
-        self._envoy_bin = envoy_bin or envoy_binary()
         self.mesh: Mesh = load_checked(self.settings, scenario)
-        self.workloads: dict[str, Workload] = workloads(self.mesh)
-        ports = PortPicker()
+        found = workloads(self.mesh)
+        self.workloads: dict[str, Workload] = found if sidecars else standalone(found.values())
         self.plan: dict[str, Ports] = dict(plan or {}) or {
             name: Ports(
-                app=self._app_ports.get(name) or ports.pick(),
-                inbound=ports.pick() if w.grpc else 0,
-                outbound={host: ports.pick() for host in sorted(set(w.peers.values()))},
+                app=self._app_ports.get(name) or free_port(),
+                inbound=free_port() if w.grpc and sidecars else 0,
+                outbound={h: free_port() for h in sorted(set(w.peers.values()))}
+                if sidecars
+                else {},
             )
             for name, w in self.workloads.items()
         }
         # Each app's Prometheus /metrics (the gateway's: its Envoy admin, /stats/prometheus).
-        self.metrics_ports: dict[str, int] = {name: ports.pick() for name in self.workloads}
+        self.metrics_ports: dict[str, int] = {
+            name: (metrics_ports or {}).get(name) or free_port() for name in self.workloads
+        }
+        self._envoy_bin = (envoy_bin or envoy_binary()) if sidecars else ""
         self.sidecars = {
-            name: Sidecar(name, workdir / "mesh" / name, self._envoy_bin) for name in self.workloads
+            name: Sidecar(name, workdir / "mesh" / name, self._envoy_bin)
+            for name in (self.workloads if sidecars else ())
         }
         self.identities: dict[str, Identity] = {}
         self.ca = LocalCA(workdir / "mesh" / "ca")
@@ -239,8 +217,8 @@ class LocalMesh:
         for workload in self.workloads.values():
             if workload.command:
                 local_command(workload)  # fail before starting anything when a program is missing
-        for name, workload in self.workloads.items():
-            sidecar = self.sidecars[name]
+        for name, sidecar in self.sidecars.items():
+            workload = self.workloads[name]
             dns = (f"{workload.app}.{workload.namespace}.svc.cluster.local",)
             self.identities[name] = self.ca.issue(
                 workload.account, sidecar.directory / "certs", dns_names=dns
@@ -252,17 +230,15 @@ class LocalMesh:
             sidecar.start()
         for sidecar in self.sidecars.values():
             sidecar.wait_ready()
-        self._save()
+        if self.sidecars:
+            self._save()  # what mesh-apply and mesh-status read; with no sidecars, nothing to apply
         self.stack = LocalStack(
             self.workdir,
             services=list(self.workloads),
             ports={name: ports.app for name, ports in self.plan.items()},
+            metrics_ports=self.metrics_ports,
             service_env={name: self._app_env(name) for name in self.workloads},
-            modules={name: w.module for name, w in self.workloads.items()},
             commands={name: local_command(w) for name, w in self.workloads.items() if w.command},
-            http_health={
-                n: "/healthz" for n, w in self.workloads.items() if w.module == GATEWAY_MODULE
-            },
         )
         self.stack.__enter__()
 
@@ -277,31 +253,21 @@ class LocalMesh:
             state.unlink()
 
     def _app_env(self, name: str) -> dict[str, str]:
+        """What the Deployment sets, less what only makes sense in a pod, plus the mesh's own:
+        peers reached through the sidecar's outbound ports; the stack adds the rest."""
         workload, ports = self.workloads[name], self.plan[name]
         env = {
             k: v
             for k, v in workload.env.items()
             if k not in _LOCAL_SETTINGS and not k.endswith("_ADDR")
         }
-        env.update(
-            HOST=HOST,
-            PORT=str(ports.app),
-            METRICS_PORT=str(self.metrics_ports[name]),
-            # Versions of one app share its database, as pods share a database server.
-            DATABASE_PATH=str(self.workdir / "data" / f"{workload.app}.db"),
-        )
-        for setting, host in workload.peers.items():
+        for setting, host in workload.peers.items() if ports.outbound else ():
             env[setting] = f"{HOST}:{ports.outbound[host]}"
         if self.otlp_endpoint:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.otlp_endpoint
         if workload.module == GATEWAY_MODULE:
-            env.update(
-                GATEWAY_HOST=HOST,
-                GATEWAY_PORT=str(ports.app),
-                ADMIN_PORT=str(self.metrics_ports[name]),
-                # The gateway starts the traces: it samples as the mesh's Telemetry says.
-                TRACE_SAMPLING=str(trace_policy(self.mesh, workload).sampling),
-            )
+            # The gateway starts the traces: it samples as the mesh's Telemetry says.
+            env["TRACE_SAMPLING"] = str(trace_policy(self.mesh, workload).sampling)
         env.update(self._service_env.get(name, {}))
         return env
 

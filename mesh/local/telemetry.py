@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from mesh.check.model import Mesh, Resource, as_dict, as_list
 from mesh.check.semantic import ISTIO_ROOT_NAMESPACE
 from mesh.local.fields import allow_only, error
-from mesh.local.workloads import Workload
+from mesh.local.workloads import selects
 from runner.envoy_tracing import Tracing
+from services.runtime.topology import Workload
 
 # Istio's sampling when nothing sets randomSamplingPercentage (meshConfig's default).
 ISTIO_DEFAULT_SAMPLING = 1.0
@@ -50,7 +51,7 @@ def _applicable(mesh: Mesh, workload: Workload) -> list[Resource]:
         labels = as_dict(as_dict(resource.spec.get("selector")).get("matchLabels"))
         if resource.namespace == ISTIO_ROOT_NAMESPACE and labels:
             continue  # Istio ignores selectors in the root namespace
-        if workload.selected_by(resource, labels):
+        if selects(resource, workload, labels):
             found.append(resource)
     return found
 

@@ -7,4 +7,3 @@ from services.runtime.settings import ServiceSettings
 
 class Settings(ServiceSettings):
     NAME = "catalog"
-    DEFAULT_PORT = 50052

@@ -25,7 +25,7 @@ class Settings:
         broker = events_broker(env)
         producer = "" if broker else None  # the streams' addresses are required only without one
         return cls(
-            server=ServerSettings.from_env("notifications", environ, default_port=50055),
+            server=ServerSettings.from_env("notifications", environ),
             database=env.database("var/notifications.db"),
             orders_addr=env.string("ORDERS_ADDR", producer),
             payments_addr=env.string("PAYMENTS_ADDR", producer),

@@ -28,7 +28,7 @@ class Settings:
         if hold and hold not in (Step.RESERVING.value, Step.CHARGING.value):
             raise SettingsError(f"SAGA_HOLD_AFTER must be RESERVING or CHARGING, got {hold!r}")
         return cls(
-            server=ServerSettings.from_env("orders", environ, default_port=50054),
+            server=ServerSettings.from_env("orders", environ),
             database=env.database("var/orders.db"),
             users_addr=env.string("USERS_ADDR"),
             catalog_addr=env.string("CATALOG_ADDR"),

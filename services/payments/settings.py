@@ -13,7 +13,6 @@ from services.runtime.settings import Env, ServiceSettings
 @dataclass(frozen=True)
 class Settings(ServiceSettings):
     NAME = "payments"
-    DEFAULT_PORT = 50053
 
     events_broker: str = ""  # Kafka bootstrap servers the outbox is relayed to; "" for none
 

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
+from services.runtime import topology
+
 
 class SettingsError(ValueError):
     """A required variable is missing or has a value of the wrong shape."""
@@ -79,8 +81,14 @@ class ServerSettings:
     worker_index: int | None = None  # set by the parent in each worker it starts
 
     @classmethod
-    def from_env(cls, name: str, environ: Mapping[str, str], default_port: int) -> ServerSettings:
+    def from_env(
+        cls, name: str, environ: Mapping[str, str], default_port: int | None = None
+    ) -> ServerSettings:
+        """`default_port` when PORT is unset; if not given, the port of the Service `name` in
+        mesh/base (services/runtime/topology.py)."""
         env = Env(environ)
+        if default_port is None and "PORT" not in environ:
+            default_port = topology.load().port(name)
         return cls(
             name=name,
             host=env.string("HOST", "127.0.0.1"),
@@ -106,7 +114,6 @@ class ServiceSettings:
     """Settings of a service that serves gRPC and owns one database; subclasses name the service."""
 
     NAME: ClassVar[str]
-    DEFAULT_PORT: ClassVar[int]
 
     server: ServerSettings
     database: str  # a PostgreSQL URL or an SQLite path
@@ -114,6 +121,6 @@ class ServiceSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Self:
         return cls(
-            server=ServerSettings.from_env(cls.NAME, environ, default_port=cls.DEFAULT_PORT),
+            server=ServerSettings.from_env(cls.NAME, environ),
             database=Env(environ).database(f"var/{cls.NAME}.db"),
         )

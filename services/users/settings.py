@@ -7,4 +7,3 @@ from services.runtime.settings import ServiceSettings
 
 class Settings(ServiceSettings):
     NAME = "users"
-    DEFAULT_PORT = 50051

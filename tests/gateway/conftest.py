@@ -11,13 +11,13 @@ import pytest
 from contracts import descriptors
 from gateway import auth, render
 from gateway.envoy import Envoy
-from gateway.settings import DEFAULT_UPSTREAMS, Settings
+from gateway.settings import Settings, default_upstreams
 from mesh.local.stack import free_port
 
 
 def gateway_settings(workdir: Path, env: Mapping[str, str] | None = None) -> Settings:
     """Settings on free ports with a throwaway key; upstreams where nothing listens."""
-    nobody = {f"{name.upper()}_ADDR": f"127.0.0.1:{free_port()}" for name in DEFAULT_UPSTREAMS}
+    nobody = {f"{name.upper()}_ADDR": f"127.0.0.1:{free_port()}" for name in default_upstreams()}
     return Settings.from_env(
         {
             "GATEWAY_PORT": "0",

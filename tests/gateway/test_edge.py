@@ -12,7 +12,8 @@ import pytest
 from contracts import descriptors
 from gateway import auth, openapi
 from gateway.envoy import Envoy
-from gateway.settings import ROOT, Settings
+from gateway.settings import Settings
+from services.runtime.topology import ROOT
 from tests.gateway.conftest import running_gateway
 
 pytestmark = pytest.mark.system

@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from gateway import auth
-from gateway.settings import ROOT
 from mesh.local.stack import LocalStack
+from services.runtime.topology import ROOT
 from tests.gateway.conftest import running_gateway
 
 pytestmark = pytest.mark.system

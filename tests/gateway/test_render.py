@@ -15,7 +15,9 @@ from google.protobuf import descriptor_pb2
 
 from contracts import descriptors
 from gateway import auth, openapi, policy, render
-from gateway.settings import ROOT, Settings, SettingsError
+from gateway.settings import Settings
+from services.runtime.settings import SettingsError
+from services.runtime.topology import ROOT
 from tests.gateway.conftest import gateway_settings, running_gateway
 from tools.protos import build_descriptor_set
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.settings import RateLimit, Settings, SettingsError
+from gateway.settings import RateLimit, Settings
+from services.runtime.settings import SettingsError
 
 
 def test_defaults() -> None:

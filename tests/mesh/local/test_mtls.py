@@ -14,9 +14,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.settings import ROOT
 from mesh.local.ca import Identity, LocalCA
 from mesh.local.supervisor import LocalMesh
+from services.runtime.topology import ROOT
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from shop.events.v1 import events_pb2, events_pb2_grpc
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc

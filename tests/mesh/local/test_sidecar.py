@@ -15,8 +15,9 @@ from mesh.check.model import Resource, compose
 from mesh.check.model import render as render_kustomize
 from mesh.local.ca import Identity, LocalCA
 from mesh.local.sidecar import Rendered, bootstrap, render, static_config
-from mesh.local.workloads import Ports, Workload, workloads
+from mesh.local.workloads import Ports, workloads
 from runner.envoy import envoy_binary
+from services.runtime.topology import Workload
 
 SETTINGS = Settings()
 SCENARIOS = SETTINGS.mesh_dir / "scenarios"

@@ -17,7 +17,8 @@ from gateway import auth
 from gateway.settings import Settings as GatewaySettings
 from mesh.local import jaeger
 from mesh.local.jaeger import Jaeger, Span
-from mesh.local.supervisor import LocalMesh, PortPicker
+from mesh.local.stack import free_port
+from mesh.local.supervisor import LocalMesh
 from tests.mesh.local.conftest import gateway_env
 
 pytestmark = [pytest.mark.system, pytest.mark.observe]
@@ -35,9 +36,9 @@ PEER_CALLS = [
 @pytest.fixture(scope="module")
 def viewer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jaeger]:
     binary = jaeger.build(jaeger.jaeger_binary())
-    ports = PortPicker()
+
     directory = tmp_path_factory.mktemp("jaeger")
-    with Jaeger(directory, jaeger.Ports(ports.pick(), ports.pick(), ports.pick()), binary) as j:
+    with Jaeger(directory, jaeger.Ports(free_port(), free_port(), free_port()), binary) as j:
         yield j
 
 
