@@ -22,33 +22,20 @@ local MAX_VIOLATIONS = 20
 local byte, char, find, format, sub = string.byte, string.char, string.find, string.format, string.sub
 local concat, floor = table.concat, math.floor
 
+-- Escapes the transcoder turns into a character; any other escaped character it accepts too, and
+-- such a key is kept with its backslash, so that it matches no field and is named as unknown.
 local ESCAPES = {
-  [34] = '"', [47] = "/", [92] = "\\", [98] = "\b", [102] = "\f", [110] = "\n", [114] = "\r",
-  [116] = "\t",
+  [34] = '"', [39] = "'", [47] = "/", [92] = "\\", [98] = "\b", [102] = "\f", [110] = "\n",
+  [114] = "\r", [116] = "\t",
 }
+local CLOSING = {[34] = '["\\]', [39] = "['\\]"}
 
+-- The transcoder's JSON parser is lenient, and what it reads this must read too, or an unknown
+-- field would slip through: any C whitespace, single-quoted strings, raw control characters in
+-- strings, unquoted keys (`{userId: 1}`) and trailing commas.
 local function skip_space(s, i)
-  local _, last = find(s, "^[ \t\r\n]*", i)
+  local _, last = find(s, "^%s*", i)
   return last + 1
-end
-
-local function utf8(code)
-  if code < 0x80 then
-    return char(code)
-  elseif code < 0x800 then
-    return char(0xC0 + floor(code / 0x40), 0x80 + code % 0x40)
-  elseif code < 0x10000 then
-    if code >= 0xD800 and code <= 0xDFFF then
-      return "\239\191\189" -- a lone surrogate: U+FFFD, as a decoder would
-    end
-    return char(0xE0 + floor(code / 0x1000), 0x80 + floor(code / 0x40) % 0x40, 0x80 + code % 0x40)
-  end
-  return char(
-    0xF0 + floor(code / 0x40000),
-    0x80 + floor(code / 0x1000) % 0x40,
-    0x80 + floor(code / 0x40) % 0x40,
-    0x80 + code % 0x40
-  )
 end
 
 -- Whether `s` is well-formed UTF-8 (no overlong forms, no surrogates), as the transcoder demands.
@@ -82,6 +69,22 @@ local function valid_utf8(s)
   return true
 end
 
+local function utf8(code)
+  if code < 0x80 then
+    return char(code)
+  elseif code < 0x800 then
+    return char(0xC0 + floor(code / 0x40), 0x80 + code % 0x40)
+  elseif code < 0x10000 then
+    return char(0xE0 + floor(code / 0x1000), 0x80 + floor(code / 0x40) % 0x40, 0x80 + code % 0x40)
+  end
+  return char(
+    0xF0 + floor(code / 0x40000),
+    0x80 + floor(code / 0x1000) % 0x40,
+    0x80 + floor(code / 0x40) % 0x40,
+    0x80 + code % 0x40
+  )
+end
+
 local function hex4(s, i)
   local digits = sub(s, i, i + 3)
   if not find(digits, "^%x%x%x%x$") then
@@ -90,59 +93,69 @@ local function hex4(s, i)
   return tonumber(digits, 16)
 end
 
--- The string whose opening quote is at i: its decoded text (or true when not `decode`) and the
--- index after its closing quote; nil if it is not a valid JSON string.
+-- The string whose opening quote (" or ') is at i: its decoded text (or true when not `decode`)
+-- and the index after its closing quote; nil where the transcoder refuses it too (no closing
+-- quote, a \u without four hex digits). A lone surrogate decodes as U+FFFD.
 local function read_string(s, i, decode)
+  local closing = CLOSING[byte(s, i)]
   local parts = decode and {} or nil
   local start = i + 1
   local j = start
   while true do
-    local at = find(s, '["\\%z\1-\31]', j)
+    local at = find(s, closing, j)
     if at == nil then
       return nil
     end
-    local c = byte(s, at)
-    if c == 34 then
+    if byte(s, at) ~= 92 then
       if not decode then
         return true, at + 1
       end
       parts[#parts + 1] = sub(s, start, at - 1)
       return concat(parts), at + 1
-    elseif c ~= 92 then
-      return nil -- a raw control character
     end
     if decode then
       parts[#parts + 1] = sub(s, start, at - 1)
     end
     local escape = byte(s, at + 1)
-    if escape == 117 then -- \uXXXX, perhaps a surrogate pair
+    if escape == nil then
+      return nil
+    elseif escape == 117 then -- \uXXXX, a surrogate pair as two
       local code = hex4(s, at + 2)
       if code == nil then
         return nil
       end
       j = at + 6
-      if code >= 0xD800 and code <= 0xDBFF and sub(s, j, j + 1) == "\\u" then
-        local low = hex4(s, j + 2)
-        if low ~= nil and low >= 0xDC00 and low <= 0xDFFF then
-          code = 0x10000 + (code - 0xD800) * 0x400 + (low - 0xDC00)
-          j = j + 6
-        end
+      local low = sub(s, j, j + 1) == "\\u" and hex4(s, j + 2) or nil
+      if code >= 0xD800 and code <= 0xDBFF and low and low >= 0xDC00 and low <= 0xDFFF then
+        code = 0x10000 + (code - 0xD800) * 0x400 + (low - 0xDC00)
+        j = j + 6
+      elseif code >= 0xD800 and code <= 0xDFFF then
+        code = 0xFFFD
       end
       if decode then
         parts[#parts + 1] = utf8(code)
       end
     else
-      local plain = ESCAPES[escape]
-      if plain == nil then
-        return nil
-      end
       if decode then
-        parts[#parts + 1] = plain
+        parts[#parts + 1] = ESCAPES[escape] or sub(s, at, at + 1)
       end
       j = at + 2
     end
     start = j
   end
+end
+
+-- An object key at i (quoted, or unquoted as the transcoder allows) and the index after it.
+local function read_key(s, i)
+  local c = byte(s, i)
+  if c == 34 or c == 39 then
+    return read_string(s, i, true)
+  end
+  local _, last = find(s, "^[%a_$][%w_$]*", i)
+  if last == nil then
+    return nil
+  end
+  return sub(s, i, last), last + 1
 end
 
 -- The index after the JSON value at i, without recursion (any depth); nil if it cannot be read.
@@ -154,7 +167,7 @@ local function skip_value(s, i)
     local c = byte(s, i)
     if c == nil then
       return nil
-    elseif c == 34 then
+    elseif c == 34 or c == 39 then
       local ok
       ok, i = read_string(s, i, false)
       if not ok then
@@ -175,13 +188,42 @@ local function skip_value(s, i)
       end
       i = i + 1
     else
-      local _, last = find(s, '^[^ \t\r\n,:%[%]{}"]+', i)
+      local _, last = find(s, "^[^%s,:%[%]{}\"']+", i)
       i = last + 1
     end
     if depth == 0 then
       return i
     end
   end
+end
+
+-- Calls visit(key, i) for each member of the object at i (its opening brace); visit answers the
+-- index after the member's value. The index after the object, or nil.
+local function each_member(s, i, visit)
+  i = skip_space(s, i + 1)
+  while byte(s, i) ~= 125 do
+    local key
+    key, i = read_key(s, i)
+    if key == nil then
+      return nil
+    end
+    i = skip_space(s, i)
+    if byte(s, i) ~= 58 then
+      return nil
+    end
+    i = visit(key, skip_space(s, i + 1))
+    if i == nil then
+      return nil
+    end
+    i = skip_space(s, i)
+    local c = byte(s, i)
+    if c == 44 then
+      i = skip_space(s, i + 1)
+    elseif c ~= 125 then
+      return nil
+    end
+  end
+  return i + 1
 end
 
 local function join(path, name)
@@ -191,73 +233,37 @@ local function join(path, name)
   return path .. "." .. name
 end
 
-local function violate(found, path, message, key, reason)
+local function violate(found, path, description)
   if #found < MAX_VIOLATIONS then
-    found[#found + 1] = {path, format(reason, key, message)}
+    found[#found + 1] = {path, description}
   end
 end
 
 local walk_value
 
--- Walks the object at i (an opening brace) against `message`; the index after it, or nil.
+-- Walks the object at i against `message`; `bound` names the keys the URL path gives.
 local function walk_object(s, i, message, path, bound, found)
   local fields = MESSAGES[message]
-  i = skip_space(s, i + 1)
-  if byte(s, i) == 125 then
-    return i + 1
-  end
-  while true do
-    if byte(s, i) ~= 34 then
-      return nil
-    end
-    local key
-    key, i = read_string(s, i, true)
-    if key == nil then
-      return nil
-    end
-    i = skip_space(s, i)
-    if byte(s, i) ~= 58 then
-      return nil
-    end
-    i = skip_space(s, i + 1)
+  return each_member(s, i, function(key, at)
     local field = fields[key]
-    if field == nil and not valid_utf8(key) then
-      return nil -- the transcoder refuses the body itself
-    end
     if bound ~= nil and bound[key] ~= nil then
-      violate(found, join(path, key), message, key, "`%s` is given by the URL path, not the body")
-      i = skip_value(s, i)
+      violate(found, join(path, key), format("`%s` is given by the URL path, not the body", key))
     elseif field == nil then
-      violate(found, join(path, key), message, key, "unknown field `%s`: %s has no such field")
-      i = skip_value(s, i)
+      violate(found, join(path, key), format("unknown field `%s`: %s has no such field", key, message))
     else
-      i = walk_value(s, i, field, join(path, field[1]), found)
+      return walk_value(s, at, field, join(path, field[1]), found)
     end
-    if i == nil then
-      return nil
-    end
-    i = skip_space(s, i)
-    local c = byte(s, i)
-    if c == 125 then
-      return i + 1
-    elseif c ~= 44 then
-      return nil
-    end
-    i = skip_space(s, i + 1)
-  end
+    return skip_value(s, at)
+  end)
 end
 
 -- Walks each element of the array at i as `message` (a repeated message field).
 local function walk_array(s, i, message, path, found)
   i = skip_space(s, i + 1)
-  if byte(s, i) == 93 then
-    return i + 1
-  end
   local index = 0
-  while true do
-    local element = format("%s[%d]", path, index)
+  while byte(s, i) ~= 93 do
     if byte(s, i) == 123 then
-      i = walk_object(s, i, message, element, nil, found)
+      i = walk_object(s, i, message, format("%s[%d]", path, index), nil, found)
     else
       i = skip_value(s, i)
     end
@@ -266,53 +272,24 @@ local function walk_array(s, i, message, path, found)
     end
     i = skip_space(s, i)
     local c = byte(s, i)
-    if c == 93 then
-      return i + 1
-    elseif c ~= 44 then
+    if c == 44 then
+      i = skip_space(s, i + 1)
+    elseif c ~= 93 then
       return nil
     end
-    i = skip_space(s, i + 1)
     index = index + 1
   end
+  return i + 1
 end
 
 -- Walks a map's object: any key; message values are walked as their message.
 local function walk_map(s, i, values, path, found)
-  i = skip_space(s, i + 1)
-  if byte(s, i) == 125 then
-    return i + 1
-  end
-  while true do
-    if byte(s, i) ~= 34 then
-      return nil
+  return each_member(s, i, function(key, at)
+    if values ~= nil and byte(s, at) == 123 then
+      return walk_object(s, at, values, format("%s[%q]", path, key), nil, found)
     end
-    local key
-    key, i = read_string(s, i, true)
-    if key == nil then
-      return nil
-    end
-    i = skip_space(s, i)
-    if byte(s, i) ~= 58 then
-      return nil
-    end
-    i = skip_space(s, i + 1)
-    if values ~= nil and byte(s, i) == 123 then
-      i = walk_object(s, i, values, format("%s[%q]", path, key), nil, found)
-    else
-      i = skip_value(s, i)
-    end
-    if i == nil then
-      return nil
-    end
-    i = skip_space(s, i)
-    local c = byte(s, i)
-    if c == 125 then
-      return i + 1
-    elseif c ~= 44 then
-      return nil
-    end
-    i = skip_space(s, i + 1)
-  end
+    return skip_value(s, at)
+  end)
 end
 
 walk_value = function(s, i, field, path, found)
@@ -344,7 +321,11 @@ local function unknown_fields(body, root)
   return found
 end
 
+-- A JSON string of `text`; bytes that are not UTF-8 (a key may hold any) become U+FFFD.
 local function quote(text)
+  if not valid_utf8(text) then
+    text = text:gsub("[\128-\255]", "\239\191\189")
+  end
   return '"' .. text:gsub('[%c"\\]', function(c)
     return format("\\u%04x", byte(c))
   end) .. '"'
