@@ -3,33 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Self
 
 from services.orders.domain import SagaOptions, Step
 from services.runtime.kafka import events_broker
-from services.runtime.settings import Env, ServerSettings, SettingsError
+from services.runtime.settings import Env, ServiceSettings, SettingsError
 
 
 @dataclass(frozen=True)
-class Settings:
-    server: ServerSettings
-    database: str  # a PostgreSQL URL or an SQLite path
-    users_addr: str
-    catalog_addr: str
-    payments_addr: str
-    saga: SagaOptions
-    recovery_interval_seconds: float
-    events_broker: str  # Kafka bootstrap servers the outbox is relayed to; "" for none
+class Settings(ServiceSettings):
+    NAME = "orders"
+
+    users_addr: str = ""
+    catalog_addr: str = ""
+    payments_addr: str = ""
+    saga: SagaOptions = field(default_factory=SagaOptions)
+    recovery_interval_seconds: float = 5.0
+    events_broker: str = ""  # Kafka bootstrap servers the outbox is relayed to; "" for none
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+    def from_env(cls, environ: Mapping[str, str]) -> Self:
         env = Env(environ)
         hold = env.string("SAGA_HOLD_AFTER", "")
         if hold and hold not in (Step.RESERVING.value, Step.CHARGING.value):
             raise SettingsError(f"SAGA_HOLD_AFTER must be RESERVING or CHARGING, got {hold!r}")
-        return cls(
-            server=ServerSettings.from_env("orders", environ),
-            database=env.database("var/orders.db"),
+        return replace(
+            super().from_env(environ),
             users_addr=env.string("USERS_ADDR"),
             catalog_addr=env.string("CATALOG_ADDR"),
             payments_addr=env.string("PAYMENTS_ADDR"),

@@ -111,7 +111,9 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    """Settings of a service that serves gRPC and owns one database; subclasses name the service."""
+    """Settings of a service that serves gRPC and owns one database. Every service's settings
+    are a subclass: it names the service and adds its own fields (with defaults), read in its
+    `from_env` on top of these."""
 
     NAME: ClassVar[str]
 
