@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from mesh.check.model import MeshError, compose, display, render
-from mesh.check.run import Checker, Settings
+from mesh.check.run import CRDS_VARIABLE, Checker, Settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,7 +17,12 @@ def main(argv: list[str] | None = None) -> int:
         "files", nargs="*", type=Path, help="overlays to check (default: scenarios)"
     )
     parser.add_argument("--mesh", type=Path, default=defaults.mesh_dir, help="kustomization dir")
-    parser.add_argument("--crds", type=Path, default=defaults.crd_dir, help="Istio CRD folder")
+    parser.add_argument(
+        "--crds",
+        type=Path,
+        default=defaults.crd_dir,
+        help=f"folder with Istio's CRDs ({CRDS_VARIABLE}; default %(default)s)",
+    )
     parser.add_argument("--descriptors", type=Path, default=defaults.descriptor_set)
     parser.add_argument("--kubectl", default=defaults.kubectl, help="kubectl (runs kustomize)")
     args = parser.parse_args(argv)

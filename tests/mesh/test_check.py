@@ -14,14 +14,17 @@ from mesh.check import MeshError, load, load_checked
 from mesh.check.__main__ import main
 from mesh.check.contracts import load_contracts
 from mesh.check.model import Resource, compose, display, render
-from mesh.check.run import Checker, Settings
+from mesh.check.run import CRDS_VARIABLE, DEFAULT_CRD_DIR, Checker, Settings
 from mesh.check.schemas import strict_schema
 from mesh.check.semantic import DURATION_FIELDS, methods, parse_duration, secret_refs
 
-SETTINGS = Settings()
+# ISTIO_CRDS applies here as in `make mesh-check`, so a checkout without the shared folder
+# beside it can still run the Istio schema tests.
+SETTINGS = Settings.from_env()
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.yaml"))
 SCENARIOS = sorted((SETTINGS.mesh_dir / "scenarios").glob("*.yaml"))
-HAVE_CRDS = (SETTINGS.crd_dir / "crd-all.gen.yaml").is_file()
+HAVE_CRDS = SETTINGS.crd_file.is_file()
+NO_CRDS = f"no Istio CRDs at {SETTINGS.crd_dir} (set {CRDS_VARIABLE})"
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +53,7 @@ def test_fixture_fails_for_its_reason(
     checker: Checker, base: list[Resource], fixture: Path
 ) -> None:
     if "istio-crds" in header(fixture, "needs") and not HAVE_CRDS:
-        pytest.skip(f"no Istio CRDs at {SETTINGS.crd_dir}")
+        pytest.skip(NO_CRDS)
     (expected,) = header(fixture, "expect")
     try:
         findings = checker.check(compose(base, SETTINGS.mesh_dir, fixture))
@@ -78,6 +81,19 @@ def test_missing_crds_skip_schema_checks_only(
     out = capsys.readouterr().out
     assert f"SKIPPED: Istio CRD schema validation: no Istio CRDs at {tmp_path}" in out
     assert "weights sum to 90" in out
+
+
+def test_the_crd_folder_is_the_istio_crds_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert Settings.from_env({}).crd_dir == DEFAULT_CRD_DIR
+    assert (
+        Settings.from_env({CRDS_VARIABLE: str(tmp_path)}).crd_file == tmp_path / "crd-all.gen.yaml"
+    )
+    monkeypatch.setenv(CRDS_VARIABLE, str(tmp_path))
+    fixture = next(f for f in FIXTURES if f.stem == "weights-sum-90")
+    assert main([str(fixture)]) == 1
+    assert f"no Istio CRDs at {tmp_path} (set --crds or ISTIO_CRDS" in capsys.readouterr().out
 
 
 def test_missing_descriptor_set_names_the_fix(
@@ -145,7 +161,7 @@ def test_parse_duration_rejects_the_rest(text: str) -> None:
     assert parse_duration(text) is None
 
 
-@pytest.mark.skipif(not HAVE_CRDS, reason="no Istio CRDs")
+@pytest.mark.skipif(not HAVE_CRDS, reason=NO_CRDS)
 def test_duration_fields_are_those_the_crds_mark() -> None:
     marked: set[str] = set()
 
@@ -159,7 +175,7 @@ def test_duration_fields_are_those_the_crds_mark() -> None:
             for key in ("items", "additionalProperties"):
                 walk(node.get(key), name)
 
-    with (SETTINGS.crd_dir / "crd-all.gen.yaml").open() as stream:
+    with SETTINGS.crd_file.open() as stream:
         for crd in yaml.load_all(stream, Loader=yaml.CSafeLoader):
             if crd and crd["spec"]["names"]["kind"] in ("VirtualService", "DestinationRule"):
                 for version in crd["spec"]["versions"]:
