@@ -34,13 +34,17 @@ MAX_REQUEST_ID_LENGTH = 100
 
 
 class Status(enum.Enum):
+    """What the customer sees of an order: a view of its step (`Order.status`), never stored
+    on its own."""
+
     PENDING = "PENDING"
     CONFIRMED = "CONFIRMED"
     CANCELLED = "CANCELLED"
 
 
 class Step(enum.Enum):
-    """Where the saga is; persisted so that a restart resumes at the right place."""
+    """The order's one state: where its saga is, persisted so that a restart resumes at the
+    right place. CONFIRMED and CANCELLED are final."""
 
     RESERVING = "RESERVING"
     CHARGING = "CHARGING"
@@ -73,7 +77,6 @@ class Order:
     items: tuple[Item, ...]
     payment_token: str
     shipping_address: Address | None
-    status: Status
     step: Step
     create_time: datetime
     update_time: datetime
@@ -83,12 +86,18 @@ class Order:
 
     @property
     def final(self) -> bool:
-        return self.status is not Status.PENDING
-
-    @property
-    def settled(self) -> bool:
         """The saga has nothing left to do (a confirmed order may still be cancelled later)."""
         return self.step in (Step.CONFIRMED, Step.CANCELLED)
+
+    @property
+    def status(self) -> Status:
+        """PENDING until the saga ends; a charged order stays CONFIRMED while a cancellation
+        refunds it (only a confirmation records a payment), then CANCELLED."""
+        if self.step is Step.CANCELLED:
+            return Status.CANCELLED
+        if self.step is Step.CONFIRMED or (self.step is Step.COMPENSATING and self.payment_id):
+            return Status.CONFIRMED
+        return Status.PENDING
 
     def fingerprint(self) -> str:
         """Identifies what was asked for, to tell a retry from a reused request id."""
@@ -245,7 +254,6 @@ class Orders:
                 items=wanted,
                 payment_token=payment_token,
                 shipping_address=shipping_address,
-                status=Status.PENDING,
                 step=Step.RESERVING,
                 create_time=now,
                 update_time=now,
@@ -288,7 +296,7 @@ class Orders:
     async def cancel(self, order_id: str, reason: str, caller: str | None = None) -> Order:
         """Refund and release a confirmed order. Cancelling a cancelled order changes nothing."""
         order = await self.get(order_id, caller)
-        if order.status is Status.CANCELLED:
+        if order.step is Step.CANCELLED:
             return order
         if order.step not in (Step.CONFIRMED, Step.COMPENSATING) or not await self._store.claim(
             order_id, self._owner, self._options.lease_seconds
@@ -300,14 +308,14 @@ class Orders:
         latest = await self._store.get(order_id)
         assert latest is not None
         order = latest
-        if order.status is Status.CANCELLED:
+        if order.step is Step.CANCELLED:
             await self._store.release_lease(order_id, self._owner)
             return order
         if order.step is Step.CONFIRMED:
             why = f"cancelled by customer: {reason}" if reason else "cancelled by customer"
             order = await self._save(replace(order, step=Step.COMPENSATING, status_reason=why))
         order = await self._run(order)
-        if order.status is not Status.CANCELLED:
+        if order.step is not Step.CANCELLED:
             raise Unavailable(
                 "the cancellation is recorded and will finish once every service is reachable",
                 reason="CANCELLATION_PENDING",
@@ -333,11 +341,11 @@ class Orders:
             if await self._store.claim(order_id, self._owner, self._options.lease_seconds):
                 order = await self._store.get(order_id)
                 assert order is not None
-                if order.settled:  # another process finished it since the list was read
+                if order.final:  # another process finished it since the list was read
                     await self._store.release_lease(order_id, self._owner)
                     continue
                 log.info("resuming saga", extra={"order_id": order_id, "step": order.step.value})
-                finished += (await self._run(order)).settled
+                finished += (await self._run(order)).final
         return finished
 
     async def recover_forever(self, interval: float) -> None:
@@ -353,7 +361,7 @@ class Orders:
     async def _run(self, order: Order) -> Order:
         """Drive a leased order forward until it is final or a peer is unreachable."""
         try:
-            while not order.settled:
+            while not order.final:
                 order = await self._advance(order)
         except StepInterrupted as error:
             log.warning(
@@ -385,18 +393,12 @@ class Orders:
                 except StepFailed as failure:
                     return await self._compensate(order, failure.reason)
                 await self._hold(Step.CHARGING)
-                return await self._save(
-                    replace(
-                        order, payment_id=payment_id, step=Step.CONFIRMED, status=Status.CONFIRMED
-                    )
-                )
+                return await self._save(replace(order, payment_id=payment_id, step=Step.CONFIRMED))
             case Step.COMPENSATING:
                 await self._catalog.release(order.order_id)
                 if order.payment_id:
                     await self._payments.refund(order.payment_id)
-                return await self._save(
-                    replace(order, step=Step.CANCELLED, status=Status.CANCELLED)
-                )
+                return await self._save(replace(order, step=Step.CANCELLED))
             case _:
                 raise AssertionError(f"order {order.order_id} is final at step {order.step}")
 

@@ -23,7 +23,6 @@ def order(request_id: str = "req-1", order_id: str = "ord_1") -> Order:
         items=(Item("sku-a", 1),),
         payment_token="tok_visa",
         shipping_address=None,
-        status=Status.PENDING,
         step=Step.RESERVING,
         create_time=now,
         update_time=now,
