@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from services.orders.domain import Address, Item, Order, Orders
 from services.runtime import context
@@ -20,10 +21,23 @@ def _items(items: object) -> list[Item]:
     return [Item(i.product_id, i.quantity) for i in items]  # type: ignore[attr-defined]
 
 
+def _order_fields(order: Order) -> dict[str, Any]:
+    """The fields both versions' Order messages carry under the same names and meaning; each
+    version adds only how it writes amounts (and v2 the shipping address)."""
+    return {
+        "order_id": order.order_id,
+        "user_id": order.user_id,
+        "status": f"ORDER_STATUS_{order.status.value}",  # the same enum names in v1 and v2
+        "status_reason": order.status_reason,
+        "payment_id": order.payment_id,
+        "create_time": timestamp(order.create_time),
+        "update_time": timestamp(order.update_time),
+    }
+
+
 def encode_v1(order: Order) -> v1.Order:
     return v1.Order(
-        order_id=order.order_id,
-        user_id=order.user_id,
+        **_order_fields(order),
         items=[
             v1.OrderItem(
                 product_id=i.product_id, quantity=i.quantity, unit_price_cents=i.unit_price_cents
@@ -31,11 +45,6 @@ def encode_v1(order: Order) -> v1.Order:
             for i in order.items
         ],
         total_cents=order.total_cents,
-        status=v1.OrderStatus.Value(f"ORDER_STATUS_{order.status.value}"),
-        status_reason=order.status_reason,
-        payment_id=order.payment_id,
-        create_time=timestamp(order.create_time),
-        update_time=timestamp(order.update_time),
     )
 
 
@@ -46,8 +55,7 @@ def money(cents: int) -> v2.Money:
 def encode_v2(order: Order) -> v2.Order:
     address = order.shipping_address
     return v2.Order(
-        order_id=order.order_id,
-        user_id=order.user_id,
+        **_order_fields(order),
         items=[
             v2.OrderItem(
                 product_id=i.product_id, quantity=i.quantity, unit_price=money(i.unit_price_cents)
@@ -55,12 +63,7 @@ def encode_v2(order: Order) -> v2.Order:
             for i in order.items
         ],
         total=money(order.total_cents),
-        status=v2.OrderStatus.Value(f"ORDER_STATUS_{order.status.value}"),
-        status_reason=order.status_reason,
-        payment_id=order.payment_id,
         shipping_address=v2.ShippingAddress(**vars(address)) if address else None,
-        create_time=timestamp(order.create_time),
-        update_time=timestamp(order.update_time),
     )
 
 
