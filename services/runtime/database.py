@@ -11,12 +11,14 @@ a time; PostgreSQL uses psycopg's async connection pool. Migrations run synchron
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
+import queue
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -133,6 +135,7 @@ class _Transaction:
     it commits."""
 
     connection: Any = None
+    begun: bool = False  # SQLite: whether BEGIN has been sent
     on_commit: list[Callable[[], None]] = field(default_factory=list)
 
     def committed(self) -> None:
@@ -172,19 +175,74 @@ def _open_sqlite(path: str) -> sqlite3.Connection:
     return db
 
 
+class _Worker:
+    """A thread of its own that owns one sqlite3 connection (a connection belongs to the thread
+    that made it) and runs the jobs it is given, one at a time and in order."""
+
+    def __init__(self, path: str) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name=f"sqlite {path}", daemon=True).start()
+        self.db = self.wait(lambda: _open_sqlite(path))
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """`work()` on the thread, for the event loop. The job is queued before this first
+        yields; if the caller is cancelled, the job still runs, in its turn."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def job() -> None:
+            try:
+                result = work()
+            except BaseException as error:  # handed to the awaiting task, which re-raises it
+                loop.call_soon_threadsafe(_settle, future, None, error)
+            else:
+                loop.call_soon_threadsafe(_settle, future, result, None)
+
+        self._jobs.put(job)
+        return await future
+
+    def wait(self, work: Callable[[], T]) -> T:
+        """`work()` on the thread, blocking the caller: for start-up and shutdown."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def job() -> None:
+            try:
+                future.set_result(work())
+            except BaseException as error:
+                future.set_exception(error)
+
+        self._jobs.put(job)
+        return future.result()
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+
+def _settle(future: asyncio.Future[T], result: T | None, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]
+
+
 class SqliteDatabase:
-    """One connection, owned by a worker thread of its own that runs every statement: the event
-    loop only waits for the results. Units of work take turns on the connection."""
+    """One connection, owned by a worker thread that runs every statement: the event loop only
+    waits for results. A transaction has the connection to itself until it ends."""
 
     dialect: Dialect = "sqlite"
     row_lock = ""
 
     def __init__(self, path: str) -> None:
-        # An sqlite3 connection belongs to the thread that made it.
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
-        self._db = self._worker.submit(_open_sqlite, path).result()
-        # A transaction holds the turn across the awaits inside it; a statement outside one
-        # takes it too, or it would run inside another task's open transaction.
+        self._worker = _Worker(path)
+        self._db = self._worker.db
+        # Held by an open transaction across the awaits inside it: other tasks' statements wait
+        # for it, or they would run inside that transaction.
         self._turn = asyncio.Lock()
         self._transaction: ContextVar[_Transaction | None] = ContextVar(
             "sqlite_transaction", default=None
@@ -194,15 +252,27 @@ class SqliteDatabase:
     def in_transaction(self) -> bool:
         return self._transaction.get() is not None
 
-    async def _on_worker(self, work: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._worker, work)
-
     async def _unit(self, work: Callable[[], T]) -> T:
-        """`work` on the worker: inside the task's transaction, or as a unit of its own."""
-        if self.in_transaction:
-            return await self._on_worker(work)
+        """`work` on the worker: in the task's transaction, or as a unit of its own."""
+        state = self._transaction.get()
+        if state is not None:
+            if state.begun:
+                return await self._worker.run(work)
+            state.begun = True
+
+            def begin_then_work() -> T:
+                # IMMEDIATE takes the write lock up front, so a check-then-update is never
+                # interleaved with another process writing the same file. Sent with the first
+                # statement: one trip to the worker fewer.
+                self._db.execute("BEGIN IMMEDIATE")
+                return work()
+
+            return await self._worker.run(begin_then_work)
+        if not self._turn.locked():
+            # Queued now, before any transaction that starts later: no need to wait for a turn.
+            return await self._worker.run(work)
         async with self._turn:
-            return await self._on_worker(work)
+            return await self._worker.run(work)
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """`work(connection)` on the worker thread, as a unit of work: for what the API has no
@@ -231,7 +301,7 @@ class SqliteDatabase:
         await self._unit(lambda: self._executemany(sql, batch))
 
     def _rollback(self) -> None:
-        # Also after a cancelled BEGIN that still ran: the worker runs its queue in order.
+        # Also right after a BEGIN whose caller was cancelled: the worker runs jobs in order.
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
@@ -244,13 +314,12 @@ class SqliteDatabase:
             state = _Transaction()
             token = self._transaction.set(state)
             try:
-                # IMMEDIATE takes the write lock up front, so a check-then-update is never
-                # interleaved with another process writing the same file.
-                await self._on_worker(lambda: self._db.execute("BEGIN IMMEDIATE"))
                 yield
-                await self._on_worker(lambda: self._db.execute("COMMIT"))
+                if state.begun:
+                    await self._worker.run(lambda: self._db.execute("COMMIT"))
             except BaseException:
-                await self._on_worker(self._rollback)
+                if state.begun:
+                    await self._worker.run(self._rollback)
                 raise
             finally:
                 self._transaction.reset(token)
@@ -292,17 +361,17 @@ class SqliteDatabase:
         self._db.execute("COMMIT")
 
     def migrate(self, migrations: Migrations) -> None:
-        self._worker.submit(self._migrate, migrations).result()
+        self._worker.wait(lambda: self._migrate(migrations))
 
     def shut_down(self) -> None:
         """Close the connection and stop the worker, blocking."""
-        self._worker.submit(self._db.close).result()
-        self._worker.shutdown()
+        self._worker.wait(self._db.close)
+        self._worker.stop()
 
     async def close(self) -> None:
         async with self._turn:
-            await self._on_worker(self._db.close)
-        self._worker.shutdown()
+            await self._worker.run(self._db.close)
+        self._worker.stop()
 
 
 def _sqlite_statements(script: str) -> Iterator[str]:
