@@ -8,8 +8,11 @@ body passes; then in the rendered gateway, against the shop's own messages.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +51,7 @@ ROOTS: body_fields.Roots = {
 }
 
 
-def _walker_config(settings: Settings) -> JSON:
+def _walker_config(messages: body_fields.Messages, roots: body_fields.Roots) -> JSON:
     """A listener with only the Lua filter and a route per root that answers 200 `passed`."""
 
     def route(name: str) -> JSON:
@@ -65,7 +68,7 @@ def _walker_config(settings: Settings) -> JSON:
             },
         }
 
-    lua = body_fields.lua_source(MESSAGES, ROOTS)
+    lua = body_fields.lua_source(messages, roots)
     manager = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager"
         ".v3.HttpConnectionManager",
@@ -76,7 +79,7 @@ def _walker_config(settings: Settings) -> JSON:
                     "name": "walker",
                     "domains": ["*"],
                     "routes": [
-                        *(route(name) for name in ROOTS),
+                        *(route(name) for name in roots),
                         {
                             "name": "no-check",
                             "match": {"prefix": "/"},
@@ -125,14 +128,22 @@ def _walker_config(settings: Settings) -> JSON:
     }
 
 
-@pytest.fixture(scope="module")
-def walker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    workdir = tmp_path_factory.mktemp("walker")
+@contextmanager
+def _serving(
+    workdir: Path, messages: body_fields.Messages, roots: body_fields.Roots
+) -> Iterator[httpx.Client]:
+    workdir.mkdir(exist_ok=True)
     settings = gateway_settings(workdir)
     config = workdir / "envoy.json"
-    config.write_text(json.dumps(_walker_config(settings)))
+    config.write_text(json.dumps(_walker_config(messages, roots)))
     with Envoy(settings, config) as envoy, httpx.Client(base_url=f"http://{envoy.address}") as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def walker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    with _serving(tmp_path_factory.mktemp("walker"), MESSAGES, ROOTS) as client:
+        yield client
 
 
 def _violations(response: httpx.Response) -> list[str]:
@@ -374,3 +385,95 @@ def test_proto_names_are_accepted_by_the_real_service(tmp_path: Path) -> None:
                 json={"email": f"x{email}", "displayName": "X", "role": "admin"},
             )
             assert _violations(refused) == ["role"]
+
+
+# Tables rendered from descriptors with every kind of field the shop's bodies do not have yet.
+TEST_PROTO = """
+syntax = "proto3";
+package shop.test.v1;
+import "google/protobuf/struct.proto";
+import "google/protobuf/timestamp.proto";
+import "google/protobuf/wrappers.proto";
+message Item { string sku = 1; }
+message Request {
+  string request_id = 1;
+  map<string, Item> items_by_sku = 2;
+  map<string, string> labels = 3;
+  google.protobuf.Struct extra = 4;
+  google.protobuf.Timestamp when = 5;
+  google.protobuf.Int32Value limit = 6;
+  repeated Item items = 7;
+  Request parent = 8;
+  string renamed = 9 [json_name = "otherName"];
+}
+"""
+
+
+def _test_contracts(tmp_path: Path) -> descriptors.Contracts:
+    """TEST_PROTO compiled by grpc_tools' protoc (as `make proto` runs it), imports included."""
+    (tmp_path / "test.proto").write_text(TEST_PROTO)
+    output = tmp_path / "test.binpb"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{tmp_path}",
+            "--include_imports",
+            f"--descriptor_set_out={output}",
+            "test.proto",
+        ],
+        check=True,
+    )
+    return descriptors.load(output)
+
+
+def test_tables_from_descriptors(tmp_path: Path) -> None:
+    shop = _test_contracts(tmp_path)
+    binding = descriptors.Binding(
+        service="shop.test.v1.TestService",
+        method="Create",
+        context="test",
+        verb="post",
+        path="/v1/tests/{request_id}",
+        body="*",
+        input_type="shop.test.v1.Request",
+        output_type="shop.test.v1.Item",
+        server_streaming=False,
+        comment="",
+    )
+    messages, roots = body_fields.tables(shop, {"create": binding})
+    assert roots == {
+        "create": ("shop.test.v1.Request", {"requestId": "request_id", "request_id": "request_id"})
+    }
+    assert set(messages) == {"shop.test.v1.Request", "shop.test.v1.Item"}
+    request = messages["shop.test.v1.Request"]
+    assert request["itemsBySku"] == ("items_by_sku", "k", "shop.test.v1.Item")
+    assert request["labels"] == ("labels", "k", None)
+    assert request["extra"] == ("extra", "a", None)
+    assert request["when"] == ("when", "s", None)  # a Timestamp is a JSON string
+    assert request["limit"] == ("limit", "s", None)
+    assert request["items"] == ("items", "m", "shop.test.v1.Item")
+    assert request["parent"] == ("parent", "m", "shop.test.v1.Request")
+    assert request["otherName"] == request["renamed"] == ("renamed", "s", None)
+    with _serving(tmp_path / "envoy", messages, roots) as client:
+        passes = {
+            "itemsBySku": {"a": {"sku": "a"}},
+            "labels": {"any": "key"},
+            "extra": {"free": {"form": [1]}},
+            "when": "2026-01-01T00:00:00Z",
+            "limit": 3,
+            "parent": {"items": [{"sku": "b"}], "parent": {"otherName": "x"}},
+            "renamed": "y",
+        }
+        assert client.post("/create", json=passes).text == "passed"
+        refused = {
+            "itemsBySku": {"a": {"sku": "a", "colour": 1}},
+            "parent": {"parent": {"items": [{}, {"size": 2}]}},
+            "requestId": "given by the path",
+        }
+        assert _violations(client.post("/create", json=refused)) == [
+            'items_by_sku["a"].colour',
+            "parent.parent.items[1].size",
+            "requestId",
+        ]
