@@ -1,13 +1,13 @@
 """GetProduct and PlaceOrder of two revisions side by side in one run, with the ratios.
 
 `python -m bench.revisions [--before REV] [--after REV] [--backend sqlite postgres] [--rounds 3]`.
-`--before` (default: the parent of the newest commit that changed services/runtime/database.py)
-is checked out into a temporary `git worktree`; `--after` is another revision, or by default this
-working tree. Each round loads both in turn with the same load generators as bench.services_bench:
-the catalog alone for GetProduct (h2load), then orders with users, catalog and payments for
-PlaceOrder (ghz; every order must confirm). Services run with WORKERS=1; medians are reported.
-PostgreSQL is tools/postgres.py's throwaway server (fsync off), a fresh database per service and
-run. The worktrees are removed at the end.
+`--before` (default: the commit before the database API went async) is checked out into a
+temporary `git worktree`; `--after` is another revision, or by default this working tree. Each
+round loads both in turn with the same load generators as bench.services_bench: the catalog
+alone for GetProduct (h2load), then orders with users, catalog and payments for PlaceOrder (ghz;
+every order must confirm). Services run with WORKERS=1; medians are reported. PostgreSQL is
+tools/postgres.py's throwaway server (fsync off), a fresh database per service and run. The
+worktrees are removed at the end.
 """
 
 from __future__ import annotations
@@ -47,8 +47,18 @@ def git(*args: str) -> str:
 
 
 def default_before() -> str:
-    newest = git("log", "-1", "--format=%H", "--", "services/runtime/database.py")
-    return git("rev-parse", f"{newest}^")
+    """The commit before the database API went async (the one that dropped psycopg's sync
+    pool): the baseline this bench was written for."""
+    change = git(
+        "log",
+        "-1",
+        "--format=%H",
+        "-S",
+        "import ConnectionPool",
+        "--",
+        "services/runtime/database.py",
+    )
+    return git("rev-parse", f"{change}^")
 
 
 @contextmanager
@@ -202,7 +212,7 @@ def print_table(rows: list[dict[str, Any]], names: dict[str, str], rounds: int) 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--before", help="git revision (default: before the database change)")
+    parser.add_argument("--before", help="git revision (default: before the async database)")
     parser.add_argument("--after", help="git revision (default: this working tree)")
     parser.add_argument("--backend", nargs="+", choices=("sqlite", "postgres"), default=["sqlite"])
     parser.add_argument("--rounds", type=int, default=3, help="rounds; medians reported")
