@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import struct
@@ -169,8 +170,27 @@ def body_check(settings: Settings, config: Path, workdir: Path, args: argparse.N
     body.write_text(json.dumps(user))
     post = ("-d", str(body), "-H", "content-type: application/json")
     runs: dict[tuple[str, str], list[Run]] = {}
+    # The gateway Envoy's own CPU per request: under a loaded machine it varies less than
+    # throughput, which the Python services behind it bound.
+    cpu: dict[tuple[str, str], list[float]] = {}
     with Envoy(settings, config) as checked, Envoy(settings, plain) as unchecked:
         gateways = {"with": checked, "without": unchecked}
+        configs = {"with": config, "without": plain}
+
+        def measure(method: str, name: str, url: str, *extra: str, status: str = "200") -> None:
+            before = _cpu_seconds(configs[name])
+            run = h2load(
+                f"{method}-{name}-{len(runs.get((method, name), []))}",
+                url,
+                workdir,
+                args,
+                *extra,
+                status=status,
+            )
+            used = _cpu_seconds(configs[name]) - before
+            runs.setdefault((method, name), []).append(run)
+            cpu.setdefault((method, name), []).append(used / run.ok * 1e6)
+
         # The user exists from here on: every measured POST is a 409 from the users service.
         httpx.post(f"http://{checked.address}/v1/users", json=user).raise_for_status()
         for round_ in range(args.rounds):
@@ -189,26 +209,40 @@ def body_check(settings: Settings, config: Path, workdir: Path, args: argparse.N
                         *post,
                         status="409",
                     )
-                # Each run its own log file: h2load appends to an existing one.
-                runs.setdefault(("GET", name), []).append(
-                    h2load(f"get-{name}-{round_}", get, workdir, args)
-                )
-                runs.setdefault(("POST", name), []).append(
-                    h2load(f"post-{name}-{round_}", users, workdir, args, *post, status="409")
-                )
+                measure("GET", name, get)
+                measure("POST", name, users, *post, status="409")
     print(
         f"Unknown-field check: {args.requests} requests x {args.rounds} rounds (medians), "
         f"{args.clients} connections x {args.streams} streams, h2load, "
         f"Envoy concurrency {args.envoy_concurrency}"
     )
     print(f"POST /v1/users body: {len(body.read_bytes())} bytes (answered 409 by the service)")
-    print(f"{'request':<8} {'check':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    print(
+        f"{'request':<8} {'check':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'Envoy CPU us/req':>17}"
+    )
     for (method, name), measured in runs.items():
         print(
             f"{method:<8} {name:<8} {statistics.median(r.throughput for r in measured):>9.0f} "
             f"{statistics.median(r.percentile(50) for r in measured):>8.2f} "
-            f"{statistics.median(r.percentile(99) for r in measured):>8.2f}"
+            f"{statistics.median(r.percentile(99) for r in measured):>8.2f} "
+            f"{statistics.median(cpu[method, name]):>17.1f}"
         )
+
+
+def _cpu_seconds(config: Path) -> float:
+    """User and system CPU seconds of the Envoy running `config` (found by its command line)."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (proc / "cmdline").read_bytes().split(b"\0")
+            if str(config).encode() not in command:
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile, or is not ours to read
+            continue
+        # utime and stime are fields 14 and 15 of stat, 12 and 13 after the command name.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    raise RuntimeError(f"no Envoy runs {config}")
 
 
 def _scaled(args: argparse.Namespace, divisor: int) -> argparse.Namespace:
