@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mesh.local.stack import free_port
 from services.runtime import context
 from services.runtime.errors import NotFound
-from services.runtime.interceptors import Piece, RequestInterceptor
+from services.runtime.interceptors import Call, Piece, RequestInterceptor
 from services.runtime.server import Service, build_server
 from services.runtime.settings import ServerSettings
 from tests.services.conftest import error_reason
@@ -137,10 +137,10 @@ class Recorder(Piece):
     def __init__(self, name: str, log: list[str]) -> None:
         self.name, self.log = name, log
 
-    def begin(self, call: Any, ctx: Any) -> None:
+    def begin(self, call: Call, ctx: Any) -> None:
         self.log.append(f"begin {self.name}")
 
-    def end(self, call: Any) -> None:
+    def end(self, call: Call) -> None:
         self.log.append(f"end {self.name} {call.code.name}")
 
 
@@ -150,7 +150,7 @@ class Ending(Piece):
     def __init__(self, log: list[str]) -> None:
         self.log = log
 
-    def end(self, call: Any) -> None:
+    def end(self, call: Call) -> None:
         self.log.append("end only")
 
 
