@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from services.runtime.errors import FailedPrecondition, NotFound, Violations
 from services.runtime.paging import page_request
@@ -50,9 +49,13 @@ class Reservation:
     state: ReservationState
 
 
+T = TypeVar("T")
+
+
 class CatalogStore(Protocol):
-    def transaction(self) -> AbstractAsyncContextManager[None]:
-        """Make the reads and writes inside the block atomic: all of them or none."""
+    async def transaction(self, body: Callable[[], Awaitable[T]]) -> T:
+        """`await body()` atomically: all of its reads and writes or none. It awaits nothing
+        but the store."""
 
     async def seed(self, products: Sequence[Product]) -> bool:
         """Insert `products` if there are no products yet; True when it did."""
@@ -119,7 +122,8 @@ class Catalog:
                 )
             elif line.product_id:
                 first_line[line.product_id] = i
-        async with self._store.transaction():
+
+        async def take() -> Reservation:
             # Products are never deleted, so an unknown one is bad input, reported with the rest.
             products: dict[str, Product] = {}
             # In id order: on PostgreSQL each read locks its row, and one order means no deadlock.
@@ -155,14 +159,17 @@ class Catalog:
             for line in lines:
                 await self._store.adjust_stock(line.product_id, -line.quantity)
             await self._store.add_reservation(reservation)
-        return reservation
+            return reservation
+
+        return await self._store.transaction(take)
 
     async def release(self, reservation_id: str) -> Reservation:
         """Give a reservation's stock back exactly once; repeating it is harmless."""
         violations = Violations()
         violations.check(bool(reservation_id), "reservation_id", "must not be empty")
         violations.raise_if_any()
-        async with self._store.transaction():
+
+        async def give_back() -> Reservation:
             existing = await self._store.get_reservation(reservation_id)
             if existing is None:
                 # A saga compensates even when its reserve never landed (failed or timed out), so
@@ -176,7 +183,9 @@ class Catalog:
             for line in existing.lines:
                 await self._store.adjust_stock(line.product_id, line.quantity)
             await self._store.set_state(reservation_id, ReservationState.RELEASED)
-        return replace(existing, state=ReservationState.RELEASED)
+            return replace(existing, state=ReservationState.RELEASED)
+
+        return await self._store.transaction(give_back)
 
 
 def _replay(existing: Reservation, lines: Sequence[RequestedLine]) -> Reservation:

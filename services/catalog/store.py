@@ -3,9 +3,9 @@ reservations with their lines."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from services.catalog.domain import (
     Product,
@@ -14,6 +14,8 @@ from services.catalog.domain import (
     ReservationState,
 )
 from services.runtime.database import Migrations, Row, connect
+
+T = TypeVar("T")
 
 MIGRATIONS = Migrations("catalog", Path(__file__).parent / "migrations")
 
@@ -28,11 +30,11 @@ class SqlCatalogStore:
     def __init__(self, database: str) -> None:
         self._db = connect(database, MIGRATIONS)
 
-    def transaction(self) -> AbstractAsyncContextManager[None]:
-        return self._db.transaction()
+    async def transaction(self, body: Callable[[], Awaitable[T]]) -> T:
+        return await self._db.transaction(body)
 
     async def seed(self, products: Sequence[Product]) -> bool:
-        async with self.transaction():
+        async def fill() -> bool:
             if (await self._db.execute("SELECT 1 FROM products LIMIT 1")).one() is not None:
                 return False
             await self._db.executemany(
@@ -41,7 +43,9 @@ class SqlCatalogStore:
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (product_id) DO NOTHING",
                 [(p.product_id, p.name, p.description, p.price_cents, p.stock) for p in products],
             )
-        return True
+            return True
+
+        return await self.transaction(fill)
 
     async def list(self, offset: int, limit: int) -> list[Product]:
         rows = (

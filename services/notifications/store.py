@@ -70,7 +70,7 @@ class SqlNotificationStore:
     async def apply(
         self, source: str, offset: int, event_id: str, notification: Notification | None
     ) -> bool:
-        async with self._db.transaction():
+        async def record() -> int:
             new = (
                 await self._db.execute(
                     'INSERT INTO applied_events (event_id, source, "offset", applied_time)'
@@ -81,18 +81,22 @@ class SqlNotificationStore:
             if new and notification is not None:
                 await self._insert(notification)
             await self._advance(source, offset)
-        return bool(new)
+            return new
+
+        return bool(await self._db.transaction(record))
 
     async def set_aside(
         self, source: str, offset: int, event_id: str, subject: str, payload: bytes, reason: str
     ) -> None:
-        async with self._db.transaction():
+        async def keep() -> None:
             await self._db.execute(
                 'INSERT INTO dead_letters (source, "offset", event_id, subject, payload, reason)'
                 ' VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source, "offset") DO NOTHING',
                 (source, offset, event_id, subject, payload, reason),
             )
             await self._advance(source, offset)
+
+        await self._db.transaction(keep)
 
     async def _advance(self, source: str, offset: int) -> None:
         await self._db.execute(

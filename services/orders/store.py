@@ -67,14 +67,16 @@ class SqlOrderStore(OrderStore):
         self.outbox = Outbox(self._db)
 
     async def create(self, order: Order, owner: str, lease_seconds: float) -> Order | None:
+        async def insert() -> None:
+            await self._db.execute(
+                f"INSERT INTO orders ({_COLUMNS}, lease_owner, lease_until) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*_row(order), owner, time.time() + lease_seconds),
+            )
+            await self.outbox.append([events.placed(order)])
+
         try:
-            async with self._db.transaction():
-                await self._db.execute(
-                    f"INSERT INTO orders ({_COLUMNS}, lease_owner, lease_until) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*_row(order), owner, time.time() + lease_seconds),
-                )
-                await self.outbox.append([events.placed(order)])
+            await self._db.transaction(insert)
         except IntegrityError:
             return None
         return order
@@ -101,7 +103,7 @@ class SqlOrderStore(OrderStore):
         return [_order(row) for row in result.rows]
 
     async def save(self, order: Order, owner: str, lease_seconds: float) -> None:
-        async with self._db.transaction():
+        async def update() -> None:
             await self._db.execute(
                 "UPDATE orders SET items = ?, status = ?, step = ?, total_cents = ?, "
                 "status_reason = ?, payment_id = ?, update_time = ?, lease_owner = ?, "
@@ -120,6 +122,8 @@ class SqlOrderStore(OrderStore):
                 ),
             )
             await self.outbox.append(events.saved(order))
+
+        await self._db.transaction(update)
 
     async def claim(self, order_id: str, owner: str, lease_seconds: float) -> bool:
         # One conditional UPDATE: on PostgreSQL a racing claim waits for the row lock, then

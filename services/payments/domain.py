@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from services.runtime.clock import utc_now
 from services.runtime.errors import FailedPrecondition, NotFound, Violations
@@ -36,9 +35,13 @@ class Payment:
     create_time: datetime
 
 
+T = TypeVar("T")
+
+
 class PaymentStore(Protocol):
-    def transaction(self) -> AbstractAsyncContextManager[None]:
-        """Make the reads and writes inside the block atomic: all of them or none."""
+    async def transaction(self, body: Callable[[], Awaitable[T]]) -> T:
+        """`await body()` atomically: all of its reads and writes or none. It awaits nothing
+        but the store."""
 
     async def add_once(self, payment: Payment) -> Payment:
         """Insert `payment` unless its idempotency key is taken; return the key's payment."""
@@ -93,12 +96,15 @@ class Payments:
     async def refund(self, payment_id: str, caller: str | None = None) -> Payment:
         """Give a captured payment back in full; refunding again returns the refunded payment."""
         self._check_id(payment_id)
-        async with self._store.transaction():
+
+        async def give_back() -> Payment:
             payment = await self._find(payment_id, caller)
             if payment.state is PaymentState.REFUNDED:
                 return payment
             await self._store.set_state(payment_id, PaymentState.REFUNDED)
-        return replace(payment, state=PaymentState.REFUNDED)
+            return replace(payment, state=PaymentState.REFUNDED)
+
+        return await self._store.transaction(give_back)
 
     async def get(self, payment_id: str, caller: str | None = None) -> Payment:
         self._check_id(payment_id)

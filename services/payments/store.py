@@ -3,15 +3,18 @@ charged once. Captures and refunds commit their events in the same transaction (
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from services.payments import events
 from services.payments.domain import Payment, PaymentState
 from services.runtime.clock import utc_now
 from services.runtime.database import Migrations, Row, connect
 from services.runtime.outbox import Outbox
+
+T = TypeVar("T")
 
 MIGRATIONS = Migrations("payments", Path(__file__).parent / "migrations")
 
@@ -32,14 +35,14 @@ class SqlPaymentStore:
         self._db = connect(database, MIGRATIONS)
         self.outbox = Outbox(self._db)
 
-    def transaction(self) -> AbstractAsyncContextManager[None]:
-        return self._db.transaction()
+    async def transaction(self, body: Callable[[], Awaitable[T]]) -> T:
+        return await self._db.transaction(body)
 
     async def add_once(self, payment: Payment) -> Payment:
         # The UNIQUE key, not a read before the write, is what makes concurrent retries safe:
         # every racer but one inserts nothing (on PostgreSQL it first waits for the one to
         # commit), and all read back the one stored row.
-        async with self._db.transaction():
+        async def insert() -> int:
             inserted = (
                 await self._db.execute(
                     "INSERT INTO payments"
@@ -57,6 +60,9 @@ class SqlPaymentStore:
             ).rowcount
             if inserted and payment.state is PaymentState.CAPTURED:
                 await self.outbox.append([events.captured(payment)])
+            return inserted
+
+        await self._db.transaction(insert)
         row = (
             await self._db.execute(
                 "SELECT * FROM payments WHERE idempotency_key = ?", (payment.idempotency_key,)

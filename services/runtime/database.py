@@ -4,27 +4,30 @@ migrations applied at start-up under a lock.
 
 The API is asynchronous and no statement runs on the event loop's thread, so a slow query delays
 only the calls waiting for the same database. SQLite's connection lives on a worker thread of its
-own (one per database), which runs one unit of work (a transaction, or a statement outside one) at
-a time; PostgreSQL uses psycopg's async connection pool. Migrations run synchronously at start-up.
+own (one per database), which runs one unit of work at a time: a statement, or a whole
+transaction, whose body runs there in one go (SQLite serialises writers anyway, and a lock is
+held no longer than the work). PostgreSQL uses psycopg's async connection pool. Migrations run
+synchronously at start-up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import hashlib
 import queue
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
@@ -89,9 +92,10 @@ class Database(Protocol):
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None: ...
 
-    def transaction(self) -> AbstractAsyncContextManager[None]:
-        """One write transaction; statements of the same task inside it join it, and so does a
-        nested one."""
+    async def transaction(self, body: Callable[[], Awaitable[T]]) -> T:
+        """`await body()` as one write transaction, committed if it returns and rolled back if
+        it raises; the statements inside it join it, and so does a nested transaction. `body`
+        awaits nothing but this database: on SQLite it runs whole on the database's thread."""
         ...
 
     async def lock_until_commit(self, name: str) -> None:
@@ -135,7 +139,6 @@ class _Transaction:
     it commits."""
 
     connection: Any = None
-    begun: bool = False  # SQLite: whether BEGIN has been sent
     on_commit: list[Callable[[], None]] = field(default_factory=list)
 
     def committed(self) -> None:
@@ -181,8 +184,12 @@ class _Worker:
 
     def __init__(self, path: str) -> None:
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        threading.Thread(target=self._serve, name=f"sqlite {path}", daemon=True).start()
+        self._thread = threading.Thread(target=self._serve, name=f"sqlite {path}", daemon=True)
+        self._thread.start()
         self.db = self.wait(lambda: _open_sqlite(path))
+
+    def is_current(self) -> bool:
+        return threading.current_thread() is self._thread
 
     def _serve(self) -> None:
         while (job := self._jobs.get()) is not None:
@@ -231,9 +238,21 @@ def _settle(future: asyncio.Future[T], result: T | None, error: BaseException | 
         future.set_result(result)  # type: ignore[arg-type]
 
 
+def _complete(step: Awaitable[T]) -> T:
+    """Run a transaction's body to its end on the worker thread: each statement it awaits runs
+    there at once, so it never suspends, unless it awaits something else, which is refused."""
+    coroutine = step.__await__()
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    coroutine.close()
+    raise RuntimeError("an SQLite transaction awaited something other than its database")
+
+
 class SqliteDatabase:
     """One connection, owned by a worker thread that runs every statement: the event loop only
-    waits for results. A transaction has the connection to itself until it ends."""
+    waits for results."""
 
     dialect: Dialect = "sqlite"
     row_lock = ""
@@ -241,9 +260,6 @@ class SqliteDatabase:
     def __init__(self, path: str) -> None:
         self._worker = _Worker(path)
         self._db = self._worker.db
-        # Held by an open transaction across the awaits inside it: other tasks' statements wait
-        # for it, or they would run inside that transaction.
-        self._turn = asyncio.Lock()
         self._transaction: ContextVar[_Transaction | None] = ContextVar(
             "sqlite_transaction", default=None
         )
@@ -253,26 +269,11 @@ class SqliteDatabase:
         return self._transaction.get() is not None
 
     async def _unit(self, work: Callable[[], T]) -> T:
-        """`work` on the worker: in the task's transaction, or as a unit of its own."""
-        state = self._transaction.get()
-        if state is not None:
-            if state.begun:
-                return await self._worker.run(work)
-            state.begun = True
-
-            def begin_then_work() -> T:
-                # IMMEDIATE takes the write lock up front, so a check-then-update is never
-                # interleaved with another process writing the same file. Sent with the first
-                # statement: one trip to the worker fewer.
-                self._db.execute("BEGIN IMMEDIATE")
-                return work()
-
-            return await self._worker.run(begin_then_work)
-        if not self._turn.locked():
-            # Queued now, before any transaction that starts later: no need to wait for a turn.
-            return await self._worker.run(work)
-        async with self._turn:
-            return await self._worker.run(work)
+        """`work` on the worker: right away inside a transaction's body (which runs there), else
+        queued behind the units before it."""
+        if self._worker.is_current():
+            return work()
+        return await self._worker.run(work)
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """`work(connection)` on the worker thread, as a unit of work: for what the API has no
@@ -300,30 +301,30 @@ class SqliteDatabase:
         batch = list(rows)
         await self._unit(lambda: self._executemany(sql, batch))
 
-    def _rollback(self) -> None:
-        # Also right after a BEGIN whose caller was cancelled: the worker runs jobs in order.
-        if self._db.in_transaction:
-            self._db.execute("ROLLBACK")
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
+    async def transaction(self, body: Callable[[], Awaitable[T]]) -> T:
         if self.in_transaction:
-            yield
-            return
-        async with self._turn:
-            state = _Transaction()
-            token = self._transaction.set(state)
-            try:
-                yield
-                if state.begun:
-                    await self._worker.run(lambda: self._db.execute("COMMIT"))
-            except BaseException:
-                if state.begun:
-                    await self._worker.run(self._rollback)
-                raise
-            finally:
-                self._transaction.reset(token)
+            return await body()
+        state = _Transaction()
+        # The body runs in (a copy of) the caller's context: its trace continues in the outbox.
+        context = contextvars.copy_context()
+        result = await self._worker.run(lambda: context.run(self._transact, state, body))
         state.committed()
+        return result
+
+    def _transact(self, state: _Transaction, body: Callable[[], Awaitable[T]]) -> T:
+        """On the worker: the whole transaction, in one go."""
+        self._transaction.set(state)
+        # IMMEDIATE takes the write lock up front, so a check-then-update is never interleaved
+        # with another process writing the same file.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            result = _complete(body())
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        return result
 
     async def lock_until_commit(self, name: str) -> None:
         assert self.in_transaction, "lock_until_commit needs a transaction"
@@ -369,8 +370,7 @@ class SqliteDatabase:
         self._worker.stop()
 
     async def close(self) -> None:
-        async with self._turn:
-            await self._worker.run(self._db.close)
+        await self._worker.run(self._db.close)
         self._worker.stop()
 
 
@@ -462,21 +462,20 @@ class PostgresDatabase:
             except psycopg.IntegrityError as error:
                 raise IntegrityError(str(error)) from error
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
+    async def transaction(self, body: Callable[[], Awaitable[T]]) -> T:
         if self.in_transaction:
-            yield
-            return
+            return await body()
         pool = await self._open()
         async with pool.connection() as connection:
             state = _Transaction(connection)
             async with connection.transaction():
                 token = self._transaction.set(state)
                 try:
-                    yield
+                    result = await body()
                 finally:
                     self._transaction.reset(token)
         state.committed()
+        return result
 
     async def lock_until_commit(self, name: str) -> None:
         assert self.in_transaction, "lock_until_commit needs a transaction"

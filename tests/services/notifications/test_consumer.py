@@ -36,8 +36,7 @@ def placed(n: int) -> NewEvent:
 
 
 async def publish(outbox: Outbox, *events: NewEvent) -> None:
-    async with outbox.db.transaction():
-        await outbox.append(events)
+    await outbox.db.transaction(lambda: outbox.append(events))
 
 
 async def feed_of(notifications: Notifications, want: int) -> list[str]:
@@ -100,12 +99,11 @@ async def test_an_undecodable_event_is_set_aside_and_delivery_goes_on(
     outbox: Outbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = SqlNotificationStore(":memory:")
-    async with outbox.db.transaction():
-        await outbox.db.execute(
-            "INSERT INTO outbox (event_id, subject, key, payload, headers, create_time)"
-            " VALUES ('evt_bad', 'shop.orders.OrderPlaced', 'ord_x', ?, '{}', 0)",
-            (b"\x00\x00\x00\x00\x01\xff",),
-        )
+    await outbox.db.execute(
+        "INSERT INTO outbox (event_id, subject, key, payload, headers, create_time)"
+        " VALUES ('evt_bad', 'shop.orders.OrderPlaced', 'ord_x', ?, '{}', 0)",
+        (b"\x00\x00\x00\x00\x01\xff",),
+    )
     await publish(outbox, placed(1))
     with caplog.at_level(logging.ERROR, logger="shop.notifications.events"):
         bodies = await run_feed(outbox, Notifications(store), 1)
@@ -122,11 +120,10 @@ async def test_an_event_written_with_an_older_schema_is_read_with_the_newer_one(
     v1 = default_registry().subject("shop.orders.OrderPlaced").versions[0]
     record = {**placed(5).record}
     del record["shipping_country"]
-    async with outbox.db.transaction():
-        await outbox.db.execute(
-            "INSERT INTO outbox (event_id, subject, key, payload, headers, create_time)"
-            " VALUES ('evt_v1', 'shop.orders.OrderPlaced', 'ord_5', ?, ?, 0)",
-            (encode(v1, record), json.dumps({})),
-        )
+    await outbox.db.execute(
+        "INSERT INTO outbox (event_id, subject, key, payload, headers, create_time)"
+        " VALUES ('evt_v1', 'shop.orders.OrderPlaced', 'ord_5', ?, ?, 0)",
+        (encode(v1, record), json.dumps({})),
+    )
     bodies = await run_feed(outbox, Notifications(SqlNotificationStore(":memory:")), 1)
     assert bodies == ["We received order ord_5 for 5 item(s)."]

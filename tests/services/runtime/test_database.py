@@ -4,6 +4,7 @@ transactions, and outbox offsets that become visible in increasing order on Post
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -106,10 +107,13 @@ async def test_constraint_violations_are_one_error_and_roll_back(
 ) -> None:
     db = opened(connect(database))
     await db.execute("CREATE TABLE k (id TEXT PRIMARY KEY)")
+
+    async def insert_twice() -> None:
+        await db.execute("INSERT INTO k VALUES (?)", ("a",))
+        await db.execute("INSERT INTO k VALUES (?)", ("a",))
+
     with pytest.raises(IntegrityError):
-        async with db.transaction():
-            await db.execute("INSERT INTO k VALUES (?)", ("a",))
-            await db.execute("INSERT INTO k VALUES (?)", ("a",))
+        await db.transaction(insert_twice)
     assert (await db.execute("SELECT count(*) AS n FROM k")).one() == {"n": 0}
 
 
@@ -127,13 +131,14 @@ async def commit_while_another_is_open(first: Outbox, second: Outbox) -> tuple[l
     done = asyncio.Event()
 
     async def write_second() -> None:
-        async with second.db.transaction():
-            await second.append([cancelled(2)])
+        await second.db.transaction(lambda: second.append([cancelled(2)]))
         done.set()
 
-    async with first.db.transaction():
+    writers: list[asyncio.Task[None]] = []
+
+    async def write_first() -> tuple[list[str], bool]:
         await first.append([cancelled(1)])
-        writer = asyncio.create_task(write_second())
+        writers.append(asyncio.create_task(write_second()))
         try:
             await asyncio.wait_for(done.wait(), 0.5)
             waited = False
@@ -141,7 +146,11 @@ async def commit_while_another_is_open(first: Outbox, second: Outbox) -> tuple[l
             waited = True
         # `second` reads outside any transaction of its own: what a reader sees.
         seen = [e.key for e in await second.after(0, 10)]
-    await asyncio.wait_for(writer, 10)
+        return seen, waited
+
+    # PostgreSQL only: there a transaction's body runs on the event loop, and may wait.
+    seen, waited = await first.db.transaction(write_first)
+    await asyncio.wait_for(writers[0], 10)
     return seen, waited
 
 
@@ -198,10 +207,17 @@ async def test_many_racing_writers_lose_nothing_for_a_polling_reader(
                 await asyncio.sleep(0.001)
 
     async def write(index: int) -> None:
+        outbox = writers[index]
+
+        async def append(n: int) -> None:
+            await outbox.append([cancelled(index * 100 + n)])
+            # Hold the transaction open, so commits interleave. (On SQLite a transaction runs
+            # whole on its connection's thread; the four connections still race.)
+            if outbox.db.dialect == "postgres":
+                await asyncio.sleep(0.001)
+
         for n in range(15):
-            async with writers[index].db.transaction():
-                await writers[index].append([cancelled(index * 100 + n)])
-                await asyncio.sleep(0.001)  # hold the transaction open, so commits interleave
+            await outbox.db.transaction(functools.partial(append, n))
 
     poller = asyncio.create_task(read())
     await asyncio.gather(*(write(index) for index in range(4)))

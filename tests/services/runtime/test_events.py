@@ -30,8 +30,7 @@ def cancelled(n: int) -> NewEvent:
 
 
 async def publish(outbox: Outbox, *numbers: int) -> None:
-    async with outbox.db.transaction():
-        await outbox.append(cancelled(n) for n in numbers)
+    await outbox.db.transaction(lambda: outbox.append(cancelled(n) for n in numbers))
 
 
 @pytest.fixture
@@ -45,10 +44,12 @@ async def test_append_outside_a_transaction_is_refused(outbox: Outbox) -> None:
 
 
 async def test_a_rolled_back_transaction_leaves_no_event(outbox: Outbox) -> None:
+    async def change() -> None:
+        await outbox.append([cancelled(1)])
+        await outbox.db.execute("UPDATE no_such_table SET state = 'x'")  # the change fails
+
     with pytest.raises(sqlite3.OperationalError):
-        async with outbox.db.transaction():
-            await outbox.append([cancelled(1)])
-            await outbox.db.execute("UPDATE no_such_table SET state = 'x'")  # the change fails
+        await outbox.db.transaction(change)
     assert await outbox.after(0, 10) == []
 
 
