@@ -78,7 +78,7 @@ class Database(Protocol):
 
     @property
     def in_transaction(self) -> bool:
-        """Whether the running task is inside a `transaction()` of this database."""
+        """Whether the running code is inside the body of one of this database's transactions."""
         ...
 
     @property

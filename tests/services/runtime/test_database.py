@@ -1,5 +1,6 @@
 """The database layer on both backends: migrations once under a lock, the `?` dialect, real
-transactions, and outbox offsets that become visible in increasing order on PostgreSQL."""
+transactions, outbox offsets that become visible in increasing order on PostgreSQL, and a slow
+SQLite query that leaves the rest of the process running."""
 
 from __future__ import annotations
 
