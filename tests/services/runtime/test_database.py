@@ -118,6 +118,22 @@ async def test_constraint_violations_are_one_error_and_roll_back(
     assert (await db.execute("SELECT count(*) AS n FROM k")).one() == {"n": 0}
 
 
+async def test_an_sqlite_transaction_awaits_nothing_but_its_database(
+    tmp_path: Path, opened: Opened
+) -> None:
+    # Its body runs whole on the database's thread, where nothing else could resume it.
+    db = opened(connect(str(tmp_path / "t.db")))
+    await db.execute("CREATE TABLE k (id TEXT)")
+
+    async def insert_then_yield() -> None:
+        await db.execute("INSERT INTO k VALUES (?)", ("a",))
+        await asyncio.sleep(0)
+
+    with pytest.raises(RuntimeError, match="awaited something other than its database"):
+        await db.transaction(insert_then_yield)
+    assert (await db.execute("SELECT count(*) AS n FROM k")).one() == {"n": 0}
+
+
 def test_database_url_wins_over_the_sqlite_path() -> None:
     url = "postgresql://shop@db:5432/users"
     assert UserSettings.from_env({}).database == "var/users.db"
