@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import hashlib
 import queue
@@ -203,11 +204,12 @@ class _Worker:
 
         def job() -> None:
             try:
-                result = work()
-            except BaseException as error:  # handed to the awaiting task, which re-raises it
-                loop.call_soon_threadsafe(_settle, future, None, error)
-            else:
-                loop.call_soon_threadsafe(_settle, future, result, None)
+                result: T | None = work()
+                error: BaseException | None = None
+            except BaseException as failure:  # handed to the awaiting task, which re-raises it
+                result, error = None, failure
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+                loop.call_soon_threadsafe(_settle, future, result, error)
 
         self._jobs.put(job)
         return await future
