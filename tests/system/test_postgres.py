@@ -12,7 +12,7 @@ import grpc
 import psycopg
 import pytest
 
-from mesh.local.stack import HOST, LocalStack, free_port
+from mesh.local.stack import LocalStack
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
 from tests.system.conftest import create_user
 from tests.system.test_saga import stock
@@ -34,18 +34,15 @@ def urls(postgres: TempPostgres) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, urls: dict[str, str]) -> Iterator[LocalStack]:
-    ports = {name: free_port() for name in urls}
-    peers = {f"{p.upper()}_ADDR": f"{HOST}:{ports[p]}" for p in ("users", "catalog", "payments")}
+    # The orders Deployments name their module and peers (mesh/base); the stack wires both.
     service_env = {name: {"DATABASE_URL": url} for name, url in urls.items()}
     for name in ORDERS:
-        service_env[name].update(peers, SERVICE_VERSION=name[-2:], SAGA_RECOVERY_SECONDS="0.2")
+        service_env[name].update(SERVICE_VERSION=name[-2:], SAGA_RECOVERY_SECONDS="0.2")
     with LocalStack(
         tmp_path_factory.mktemp("pg-stack"),
         services=list(urls),
-        ports=ports,
         env={"LOG_LEVEL": "WARNING"},
         service_env=service_env,
-        modules=dict.fromkeys(ORDERS, "services.orders"),
         startup_timeout=60,
     ) as running:
         yield running
