@@ -25,17 +25,18 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from bench import loadgen
-from bench.services_bench import EXTRA_STOCK, GET_PRODUCT, PLACE_ORDER, PRODUCT, get_product
+from bench.services_bench import (
+    EXTRA_STOCK,
+    ORDER_SERVICES,
+    PRODUCT,
+    load_get_product,
+    load_place_order,
+)
 from mesh.local.stack import LocalStack
 from services.catalog.demo import seed_deep
-from shop.catalog.v1 import catalog_pb2
-from shop.users.v1 import users_pb2, users_pb2_grpc
 from tools.postgres import TempPostgres
 
-ORDER_SERVICES = ["users", "catalog", "payments", "orders"]
 METRICS = ("rps", "p50_ms", "p99_ms")
 
 
@@ -125,46 +126,14 @@ def bench_get_product(
     tree: Path, databases: dict[str, str], args: argparse.Namespace
 ) -> loadgen.Result:
     with stack(tree, ["catalog"], databases, args.log_level) as running:
-        address = running.address("catalog")
-        request = catalog_pb2.GetProductRequest(product_id=PRODUCT)
-        response = get_product(address)
-        load = {"requests": args.warmup, "concurrency": args.concurrency}
-        loadgen.h2load(address, GET_PRODUCT, request, response, **load)
-        load["requests"] = args.requests
-        return loadgen.h2load(address, GET_PRODUCT, request, response, **load)
+        return load_get_product(running, args)
 
 
 def bench_place_order(
     tree: Path, databases: dict[str, str], args: argparse.Namespace
 ) -> loadgen.Result:
     with stack(tree, ORDER_SERVICES, databases, args.log_level) as running:
-        with grpc.insecure_channel(running.address("users")) as channel:
-            user = (
-                users_pb2_grpc.UserServiceStub(channel)
-                .CreateUser(
-                    users_pb2.CreateUserRequest(email="bench@example.com", display_name="Bench"),
-                    timeout=5,
-                )
-                .user
-            )
-        data = {
-            "request_id": "{{newUUID}}",
-            "user_id": user.user_id,
-            "items": [{"product_id": PRODUCT, "quantity": 1}],
-            "payment_token": "tok_visa",
-        }
-        stock_before = get_product(running.address("catalog")).product.stock
-        load = {"protoset": args.protoset, "concurrency": args.concurrency}
-        orders = running.address("orders")
-        loadgen.ghz(orders, PLACE_ORDER, data, requests=args.warmup_orders, **load)
-        result = loadgen.ghz(orders, PLACE_ORDER, data, requests=args.orders, **load)
-        sold = stock_before - get_product(running.address("catalog")).product.stock
-        if sold != args.warmup_orders + args.orders:
-            raise loadgen.LoadGenError(
-                f"{sold} units sold for {args.warmup_orders + args.orders} orders:"
-                " not every order confirmed"
-            )
-        return result
+        return load_place_order(running, args)
 
 
 BENCHES = {"GetProduct": bench_get_product, "PlaceOrder": bench_place_order}

@@ -34,6 +34,7 @@ PRODUCT = "sku-espresso"
 # Enough stock that every PlaceOrder of a run confirms: the saga measured is the happy path.
 EXTRA_STOCK = 10_000_000
 TARGET_GET_PRODUCT_RPS = 4000
+ORDER_SERVICES = ["users", "catalog", "payments", "orders"]
 TARGET_TELEMETRY_COST = 0.15
 
 
@@ -57,50 +58,57 @@ def get_product(address: str) -> catalog_pb2.GetProductResponse:
         return reply
 
 
+def load_get_product(running: LocalStack, args: argparse.Namespace) -> loadgen.Result:
+    """GetProduct against the stack's catalog: a warm-up, then the measured run."""
+    address = running.address("catalog")
+    request = catalog_pb2.GetProductRequest(product_id=PRODUCT)
+    response = get_product(address)
+    load = {"requests": args.warmup, "concurrency": args.concurrency}
+    loadgen.h2load(address, GET_PRODUCT, request, response, **load)
+    load["requests"] = args.requests
+    return loadgen.h2load(address, GET_PRODUCT, request, response, **load)
+
+
+def load_place_order(running: LocalStack, args: argparse.Namespace) -> loadgen.Result:
+    """PlaceOrder against the stack's orders for a new user: a warm-up, then the measured run;
+    fails unless every order confirmed (the stock sold equals the orders placed)."""
+    with grpc.insecure_channel(running.address("users")) as channel:
+        user = (
+            users_pb2_grpc.UserServiceStub(channel)
+            .CreateUser(
+                users_pb2.CreateUserRequest(email="bench@example.com", display_name="Bench"),
+                timeout=5,
+            )
+            .user
+        )
+    data = {
+        "request_id": "{{newUUID}}",
+        "user_id": user.user_id,
+        "items": [{"product_id": PRODUCT, "quantity": 1}],
+        "payment_token": "tok_visa",
+    }
+    stock_before = get_product(running.address("catalog")).product.stock
+    load = {"protoset": args.protoset, "concurrency": args.concurrency}
+    orders = running.address("orders")
+    loadgen.ghz(orders, PLACE_ORDER, data, requests=args.warmup_orders, **load)
+    result = loadgen.ghz(orders, PLACE_ORDER, data, requests=args.orders, **load)
+    sold = stock_before - get_product(running.address("catalog")).product.stock
+    if sold != args.warmup_orders + args.orders:
+        raise loadgen.LoadGenError(
+            f"{sold} units sold for {args.warmup_orders + args.orders} orders:"
+            " not every order confirmed"
+        )
+    return result
+
+
 def bench_get_product(args: argparse.Namespace, telemetry: bool) -> loadgen.Result:
     with stack(["catalog"], telemetry, args.log_level) as running:
-        address = running.address("catalog")
-        request = catalog_pb2.GetProductRequest(product_id=PRODUCT)
-        response = get_product(address)
-        load = {"requests": args.warmup, "concurrency": args.concurrency}
-        loadgen.h2load(address, GET_PRODUCT, request, response, **load)
-        load["requests"] = args.requests
-        return loadgen.h2load(address, GET_PRODUCT, request, response, **load)
+        return load_get_product(running, args)
 
 
 def bench_place_order(args: argparse.Namespace, telemetry: bool) -> loadgen.Result:
-    services = ["users", "catalog", "payments", "orders"]
-    with stack(services, telemetry, args.log_level) as running:
-        with grpc.insecure_channel(running.address("users")) as channel:
-            user = (
-                users_pb2_grpc.UserServiceStub(channel)
-                .CreateUser(
-                    users_pb2.CreateUserRequest(email="bench@example.com", display_name="Bench"),
-                    timeout=5,
-                )
-                .user
-            )
-        data = {
-            "request_id": "{{newUUID}}",
-            "user_id": user.user_id,
-            "items": [{"product_id": PRODUCT, "quantity": 1}],
-            "payment_token": "tok_visa",
-        }
-        stock_before = get_product(running.address("catalog")).product.stock
-        load = {"protoset": args.protoset, "concurrency": args.concurrency}
-        loadgen.ghz(
-            running.address("orders"), PLACE_ORDER, data, requests=args.warmup_orders, **load
-        )
-        result = loadgen.ghz(
-            running.address("orders"), PLACE_ORDER, data, requests=args.orders, **load
-        )
-        sold = stock_before - get_product(running.address("catalog")).product.stock
-        if sold != args.warmup_orders + args.orders:
-            raise loadgen.LoadGenError(
-                f"{sold} units sold for {args.warmup_orders + args.orders} orders:"
-                " not every order confirmed"
-            )
-        return result
+    with stack(ORDER_SERVICES, telemetry, args.log_level) as running:
+        return load_place_order(running, args)
 
 
 def bench_bare_get_product(args: argparse.Namespace) -> loadgen.Result:
