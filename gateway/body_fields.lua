@@ -197,6 +197,19 @@ local function skip_value(s, i)
   end
 end
 
+-- After an item of an object or array that ends at i: where the next item starts, or the index
+-- of `close` (a trailing comma is allowed, as the transcoder allows it); nil for anything else.
+local function next_item(s, i, close)
+  i = skip_space(s, i)
+  local c = byte(s, i)
+  if c == 44 then
+    return skip_space(s, i + 1)
+  elseif c == close then
+    return i
+  end
+  return nil
+end
+
 -- Calls visit(key, i) for each member of the object at i (its opening brace); visit answers the
 -- index after the member's value. The index after the object, or nil.
 local function each_member(s, i, visit)
@@ -215,11 +228,8 @@ local function each_member(s, i, visit)
     if i == nil then
       return nil
     end
-    i = skip_space(s, i)
-    local c = byte(s, i)
-    if c == 44 then
-      i = skip_space(s, i + 1)
-    elseif c ~= 125 then
+    i = next_item(s, i, 125)
+    if i == nil then
       return nil
     end
   end
@@ -270,11 +280,8 @@ local function walk_array(s, i, message, path, found)
     if i == nil then
       return nil
     end
-    i = skip_space(s, i)
-    local c = byte(s, i)
-    if c == 44 then
-      i = skip_space(s, i + 1)
-    elseif c ~= 93 then
+    i = next_item(s, i, 93)
+    if i == nil then
       return nil
     end
     index = index + 1
