@@ -19,7 +19,8 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-ROOT = Path(__file__).resolve().parent.parent
+from services.runtime.topology import ROOT as ROOT  # re-exported: the tools and benches use it
+
 GHZ_MODULE = "github.com/bojand/ghz/cmd/ghz"
 GHZ_VERSION = "v0.120.0"
 GHZ_BIN = ROOT / "build" / "bin" / "ghz"

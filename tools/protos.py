@@ -18,8 +18,8 @@ import google.api
 from google.protobuf import descriptor_pb2
 
 from contracts.descriptors import add_error_types
+from services.runtime.topology import ROOT as ROOT  # re-exported: the tools and benches use it
 
-ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 BUILD = ROOT / "build"
 THIRD_PARTY = BUILD / "third_party"

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from services.runtime.topology import ROOT
 
 DEFAULT_NAMESPACE = "default"
 ORIGIN_ANNOTATION = "config.kubernetes.io/origin"

@@ -11,8 +11,8 @@ from mesh.check.contracts import Contracts, load_contracts
 from mesh.check.model import Finding, Mesh, MeshError, load
 from mesh.check.schemas import ISTIO_CRD_FILE, SchemaChecker
 from mesh.check.semantic import check_semantics
+from services.runtime.topology import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 # The setting that names the folder with Istio's CRD schemas (its `crd-all.gen.yaml`), and its
 # default: Istio 1.30.3's, in the shared folder beside the checkout. Where the file is missing,
 # only the Istio schema check is skipped, with a message.

@@ -24,8 +24,8 @@ from typing import Any
 import yaml
 
 from runner.child import Child
+from services.runtime.topology import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 # tools/jaeger/go.mod pins the version: `go install ...@version` refuses Jaeger's module, whose
 # go.mod has a replace directive, so the build runs inside a module that copies it.
 MODULE_DIR = ROOT / "tools" / "jaeger"

@@ -26,11 +26,11 @@ from mesh.local.stack import GATEWAY_MODULE, HOST, LocalStack, StackError, free_
 from mesh.local.telemetry import trace_policy
 from mesh.local.workloads import Ports, workloads
 from runner.envoy import envoy_binary
-from services.runtime.topology import Workload, standalone
+from services.runtime.topology import ROOT, Workload, standalone
 
 STATE_FILE = "mesh/state.json"
 # Where `make` builds the programs of workloads that are not Python (the Go catalog).
-LOCAL_BIN = Path(__file__).resolve().parents[2] / "build" / "bin"
+LOCAL_BIN = ROOT / "build" / "bin"
 # Settings the local stack sets itself, whatever the Deployment says.
 _LOCAL_SETTINGS = frozenset(
     {"HOST", "PORT", "METRICS_PORT", "DATABASE_PATH", "GATEWAY_HOST", "GATEWAY_PORT", "ADMIN_PORT"}

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from services.runtime.topology import ROOT
+
 pytestmark = pytest.mark.system
-ROOT = Path(__file__).resolve().parents[2]
 SKIP = shutil.ignore_patterns(
     ".git", ".venv", "var", "build", "__pycache__", "*_cache", "*.egg-info", "node_modules"
 )

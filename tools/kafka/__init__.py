@@ -18,8 +18,8 @@ from types import TracebackType
 
 from mesh.local.stack import free_port
 from runner.child import Child
+from services.runtime.topology import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 POM = Path(__file__).resolve().parent / "pom.xml"
 LIBS = ROOT / "build" / "kafka" / "libs"
 HOST = "127.0.0.1"
