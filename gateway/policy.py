@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import grpc
+
 from contracts.descriptors import Binding
 from services.runtime.context import CALLER_HEADER, REQUEST_ID_HEADER
 
@@ -40,18 +42,21 @@ __all__ = [
 # gRPC code (google.rpc.Code) for each HTTP status the gateway answers by itself, so every
 # error body is a google.rpc.Status whether it came from a service or from Envoy.
 LOCAL_REPLY_CODES = {
-    400: 3,  # INVALID_ARGUMENT: unknown query parameter, bad JSON
-    401: 16,  # UNAUTHENTICATED: missing or bad token
-    403: 7,  # PERMISSION_DENIED
-    404: 5,  # NOT_FOUND: no such route
-    405: 12,  # UNIMPLEMENTED: the path exists, the method does not (as grpc-gateway answers)
-    413: 3,  # INVALID_ARGUMENT: body too large
-    429: 8,  # RESOURCE_EXHAUSTED: rate limited
-    502: 14,  # UNAVAILABLE
-    503: 14,  # UNAVAILABLE: service down
-    504: 4,  # DEADLINE_EXCEEDED
+    http: code.value[0]
+    for http, code in {
+        400: grpc.StatusCode.INVALID_ARGUMENT,  # unknown query parameter, bad JSON
+        401: grpc.StatusCode.UNAUTHENTICATED,  # missing or bad token
+        403: grpc.StatusCode.PERMISSION_DENIED,
+        404: grpc.StatusCode.NOT_FOUND,  # no such route
+        405: grpc.StatusCode.UNIMPLEMENTED,  # the path exists, the method does not (grpc-gateway)
+        413: grpc.StatusCode.INVALID_ARGUMENT,  # body too large
+        429: grpc.StatusCode.RESOURCE_EXHAUSTED,  # rate limited
+        502: grpc.StatusCode.UNAVAILABLE,
+        503: grpc.StatusCode.UNAVAILABLE,  # service down
+        504: grpc.StatusCode.DEADLINE_EXCEEDED,
+    }.items()
 }
-UNKNOWN_CODE = 2
+UNKNOWN_CODE = grpc.StatusCode.UNKNOWN.value[0]
 
 # Envoy's own rejections that come with an empty body, by response code details: the status to
 # answer and what to tell the client.
