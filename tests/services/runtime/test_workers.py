@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mesh.local.stack import free_port
 from services.runtime.settings import ServerSettings
+from services.runtime.workers import reserve_port
 
 # How long a slow, shared machine may take to start or stop; never a measurement.
 PATIENCE_SECONDS = 90.0
@@ -109,3 +111,23 @@ def test_two_workers_share_the_port_merge_metrics_and_stop_cleanly(tmp_path: Pat
     for pid in workers:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_port_left_in_time_wait_can_be_served_again() -> None:
+    """A restart must not wait out TIME_WAIT of the previous run's connections (whose listener,
+    a gRPC server's, had SO_REUSEADDR, as gRPC sets it)."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the server side closes first, so its end of the connection is in TIME_WAIT
+    client.close()
+    listener.close()
+    reserved = reserve_port("127.0.0.1", port)
+    try:
+        assert reserved.getsockname()[1] == port
+    finally:
+        reserved.close()
